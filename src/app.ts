@@ -1,0 +1,102 @@
+// createApp(deps): the two listeners' express apps: middleware, routers, error handlers. No listen,
+// no environment: main.ts decides where they run.
+import express from 'express';
+import type { Express } from 'express';
+import helmet from 'helmet';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { agentRoutes } from './admin/agents.js';
+import { keyRoutes } from './admin/keys.js';
+import { policyRoutes } from './admin/policies.js';
+import { simulationRoutes } from './admin/simulations.js';
+import { violationRoutes } from './admin/violations.js';
+import { checkRoutes } from './checks/routes.js';
+import { readiness } from './db/database.js';
+import { AppError, errorHandler } from './errors.js';
+import { requireAdmin } from './http/auth.js';
+import { requestLogging } from './http/logging.js';
+import type { Metrics } from './http/metrics.js';
+import type { Ledger } from './ledger/ledger.js';
+
+export interface AppDeps {
+  knex: Knex;
+  ledger: Ledger;
+  metrics: Metrics;
+  logger: Logger;
+  adminToken?: string;
+  now?: () => Date;
+}
+
+function base(logger: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(requestLogging(logger));
+  return app;
+}
+
+/** The agent port: the check API, health and metrics (the Stripe mirror and webhooks join later). */
+export function createAgentApp(deps: AppDeps): Express {
+  const app = base(deps.logger);
+  mountAgent(app, deps);
+  app.use(notFound);
+  app.use(errorHandler('agent'));
+  return app;
+}
+
+/** The admin port: /admin/v1/* behind admin credentials. */
+export function createAdminApp(deps: AppDeps): Express {
+  const app = base(deps.logger);
+  mountAdmin(app, deps);
+  app.use(notFound);
+  app.use(errorHandler('admin'));
+  return app;
+}
+
+/** ADMIN_PORT equal to PORT: one listener serves both. */
+export function createCombinedApp(deps: AppDeps): Express {
+  const app = base(deps.logger);
+  mountAdmin(app, deps);
+  mountAgent(app, deps);
+  app.use(notFound);
+  app.use(errorHandler('agent'));
+  return app;
+}
+
+function notFound(req: express.Request): never {
+  throw new AppError('not_found', `Unrecognized request URL (${req.method} ${req.path})`);
+}
+
+function mountAgent(app: Express, deps: AppDeps): void {
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ready = await readiness(deps.knex);
+    res.status(ready.ready ? 200 : 503).json({ status: ready.ready ? 'ready' : 'not_ready', ...(ready.reason ? { reason: ready.reason } : {}) });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  const agent = express.Router();
+  agent.use(express.json({ limit: '256kb', strict: true }));
+  agent.use(checkRoutes(deps));
+  app.use(agent);
+}
+
+function mountAdmin(app: Express, deps: AppDeps): void {
+  const admin = express.Router();
+  admin.use(requireAdmin(deps.knex, deps.adminToken));
+  admin.use(express.json({ limit: '256kb', strict: true }));
+  admin.use(agentRoutes(deps.knex));
+  admin.use(keyRoutes(deps.knex));
+  admin.use(policyRoutes(deps.knex));
+  admin.use(violationRoutes(deps.knex));
+  admin.use(simulationRoutes(deps));
+  admin.use((req) => {
+    throw new AppError('not_found', `Unrecognized admin URL (${req.method} /admin/v1${req.path})`);
+  });
+  admin.use(errorHandler('admin'));
+  app.use('/admin/v1', admin);
+}

@@ -1,0 +1,52 @@
+// PostgreSQL through knex: the pool, the migrations, and readiness. bigint columns come back as
+// numbers: every amount is a safe integer of minor units (checked where it enters).
+import knexFactory from 'knex';
+import type { Knex } from 'knex';
+import pg from 'pg';
+import * as policyCore from '../../migrations/20261122000000_policy_core.js';
+
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new Error(`bigint ${value} is outside the safe integer range`);
+  return n;
+});
+
+const MIGRATIONS: Record<string, Knex.Migration> = {
+  '20261122000000_policy_core': policyCore,
+};
+
+/** Migrations are listed in code, so they load the same under tsx, compiled, or in a container. */
+export const migrationConfig: Knex.MigratorConfig = {
+  tableName: 'knex_migrations',
+  migrationSource: {
+    getMigrations: async () => Object.keys(MIGRATIONS).sort(),
+    getMigrationName: (name: string) => name,
+    getMigration: async (name: string) => MIGRATIONS[name] as Knex.Migration,
+  },
+};
+
+export function connect(url: string, poolMax = 10): Knex {
+  return knexFactory({
+    client: 'pg',
+    connection: { connectionString: url, application_name: 'spendgate' },
+    pool: { min: 0, max: poolMax },
+    migrations: migrationConfig,
+    acquireConnectionTimeout: 5000,
+  });
+}
+
+export async function migrate(knex: Knex): Promise<string[]> {
+  const [, applied] = (await knex.migrate.latest()) as [number, string[]];
+  return applied;
+}
+
+/** Ready = the database answers and no migration is pending. */
+export async function readiness(knex: Knex): Promise<{ ready: boolean; reason?: string }> {
+  try {
+    await knex.raw('select 1');
+    const [, pending] = (await knex.migrate.list()) as [unknown[], unknown[]];
+    return pending.length === 0 ? { ready: true } : { ready: false, reason: `${pending.length} migration(s) pending` };
+  } catch (error) {
+    return { ready: false, reason: `database unreachable: ${(error as Error).message}` };
+  }
+}

@@ -1,0 +1,77 @@
+// One error type. Handlers throw AppError with a code; the boundary picks the wire shape: admin
+// `{error: {code, message, request_id, details?}}`, agent port Stripe-like `{error: {type, code,
+// message, request_id}}`. Anything else is logged with its request id and becomes a bare 500.
+import type { ErrorRequestHandler } from 'express';
+
+const STATUS = {
+  invalid_request: 400,
+  invalid_policy: 422,
+  unenforced_controls: 422,
+  authentication_required: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  idempotency_error: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unavailable: 503,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof STATUS;
+
+/** Stripe's error `type` for each code, for answers on the agent port. */
+const STRIPE_TYPE: Record<ErrorCode, string> = {
+  invalid_request: 'invalid_request_error',
+  invalid_policy: 'invalid_request_error',
+  unenforced_controls: 'invalid_request_error',
+  authentication_required: 'authentication_error',
+  forbidden: 'invalid_request_error',
+  not_found: 'invalid_request_error',
+  conflict: 'invalid_request_error',
+  idempotency_error: 'idempotency_error',
+  payload_too_large: 'invalid_request_error',
+  unsupported_media_type: 'invalid_request_error',
+  unavailable: 'api_error',
+  internal: 'api_error',
+};
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return STATUS[this.code];
+  }
+}
+
+/** body-parser and friends signal with `status`/`type`; map them to our codes. */
+function normalize(error: unknown): AppError | undefined {
+  if (error instanceof AppError) return error;
+  const e = error as { status?: number; type?: string; message?: string } | undefined;
+  if (e?.type === 'entity.parse.failed') return new AppError('invalid_request', 'The request body is not valid JSON');
+  if (e?.type === 'entity.too.large') return new AppError('payload_too_large', 'The request body is too large');
+  if (e?.type === 'charset.unsupported' || e?.type === 'encoding.unsupported') return new AppError('unsupported_media_type', e.message ?? 'Unsupported encoding');
+  if (e?.status === 400) return new AppError('invalid_request', e.message ?? 'Bad request');
+  return undefined;
+}
+
+export function errorHandler(shape: 'admin' | 'agent'): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    const known = normalize(error);
+    const requestId = String(req.id ?? '');
+    if (!known) req.log?.error({ err: error }, 'unhandled error');
+    const appError = known ?? new AppError('internal', 'An internal error occurred');
+    if (res.headersSent) return;
+    const body =
+      shape === 'admin'
+        ? { code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) }
+        : { type: STRIPE_TYPE[appError.code], code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) };
+    res.status(appError.status).json({ error: body });
+  };
+}

@@ -1,0 +1,120 @@
+// startGateway(config): everything `npm start` runs, as one function tests and benchmarks can
+// call too: database (embedded or DATABASE_URL), migrations, SPEND_FILES, both listeners.
+import { existsSync } from 'node:fs';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { createKey } from './agents/keys.js';
+import { createAdminApp, createAgentApp, createCombinedApp } from './app.js';
+import type { AppDeps } from './app.js';
+import { configWarnings } from './config.js';
+import type { Config } from './config.js';
+import { connect, migrate } from './db/database.js';
+import { startEmbeddedPostgres } from './db/embedded.js';
+import type { EmbeddedDatabase } from './db/embedded.js';
+import { createMetrics } from './http/metrics.js';
+import { createLedger } from './ledger/ledger.js';
+import { applySpendMd } from './policy/store.js';
+
+export interface Gateway {
+  agentPort: number;
+  adminPort: number;
+  knex: Knex;
+  deps: AppDeps;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+  const started = performance.now();
+  for (const warning of configWarnings(config)) logger.warn(warning);
+
+  let embedded: EmbeddedDatabase | undefined;
+  let url = config.DATABASE_URL;
+  if (!url) {
+    embedded = await startEmbeddedPostgres(config.DATA_DIR, { info: (m) => logger.info(m), warn: (m) => logger.warn(m) });
+    url = embedded.url;
+    logger.info({ data_dir: path.resolve(config.DATA_DIR) }, 'embedded PostgreSQL running');
+  }
+  const knex = connect(url);
+  const stopDatabase = async () => {
+    await knex.destroy();
+    await embedded?.stop();
+  };
+  try {
+    const applied = await migrate(knex);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    if (embedded && !config.SPEND_ADMIN_TOKEN) await bootstrapAdminKey(knex, config.DATA_DIR, logger);
+    for (const file of await spendFiles(config.SPEND_FILES ?? [])) {
+      const result = await applySpendMd(knex, await readFile(file, 'utf8'), { file, allowUnenforced: config.SPEND_ALLOW_UNENFORCED, createdBy: 'SPEND_FILES' });
+      logger.info({ file, agent_id: result.agent.id, policy_version: result.policy.version, unchanged: result.unchanged ?? false }, 'SPEND.md applied');
+      for (const s of result.unenforced) logger.warn({ file, key: s.key, line: s.line }, `NOT ENFORCED: ${s.note}`);
+      for (const s of result.inactive) logger.info({ file, key: s.key, line: s.line }, `inactive setting: ${s.note}`);
+    }
+  } catch (error) {
+    await stopDatabase();
+    throw error;
+  }
+
+  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN };
+  const servers: Server[] = [];
+  const listen = (app: ReturnType<typeof createAgentApp>, port: number, host: string) =>
+    new Promise<Server>((resolve, reject) => {
+      const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
+      server.keepAliveTimeout = 65_000;
+      servers.push(server);
+    });
+  try {
+    if (config.ADMIN_PORT === config.PORT) {
+      await listen(createCombinedApp(deps), config.PORT, config.HOST);
+    } else {
+      await listen(createAgentApp(deps), config.PORT, config.HOST);
+      await listen(createAdminApp(deps), config.ADMIN_PORT, config.ADMIN_HOST);
+    }
+  } catch (error) {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await stopDatabase();
+    throw error;
+  }
+  const port = (i: number) => ((servers[i] ?? servers[0])?.address() as AddressInfo).port;
+  logger.info({ agent_port: port(0), admin_port: port(1), startup_ms: Math.round(performance.now() - started) }, 'spendgate ready');
+
+  return {
+    agentPort: port(0),
+    adminPort: port(1),
+    knex,
+    deps,
+    async stop() {
+      await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
+      await stopDatabase();
+    },
+  };
+}
+
+/** SPEND_FILES entries are files or folders (every *.md inside). */
+async function spendFiles(entries: string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of entries) {
+    const info = await stat(entry).catch(() => undefined);
+    if (!info) throw new Error(`SPEND_FILES: ${entry} does not exist`);
+    if (!info.isDirectory()) files.push(entry);
+    else files.push(...(await readdir(entry)).filter((f) => /\.md$/i.test(f)).sort().map((f) => path.join(entry, f)));
+  }
+  return files;
+}
+
+/**
+ * A fresh install with no SPEND_ADMIN_TOKEN gets one admin key, written (never logged) to
+ * DATA_DIR/admin.key for the operator and the `spend` CLI.
+ */
+async function bootstrapAdminKey(knex: Knex, dataDir: string, logger: Logger): Promise<void> {
+  const file = path.join(dataDir, 'admin.key');
+  if (existsSync(file)) return;
+  const existing = await knex('api_keys').where({ kind: 'admin' }).whereNull('revoked_at').first();
+  if (existing) return;
+  const { record, key } = await createKey(knex, { kind: 'admin', description: 'bootstrap key' });
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  logger.warn({ key_id: record.id, file: path.resolve(file) }, 'created the first admin key; it is in this file (readable by you only)');
+}

@@ -1,0 +1,29 @@
+// Prometheus metrics: decisions by outcome and reason, and how long deciding takes.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  decisions: Counter<'decision' | 'reason' | 'source'>;
+  decisionSeconds: Histogram<'source'>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'spendgate_' });
+  return {
+    registry,
+    decisions: new Counter({
+      name: 'spendgate_decisions_total',
+      help: 'Decisions recorded, by outcome and reason code (reason "none" for allow)',
+      labelNames: ['decision', 'reason', 'source'],
+      registers: [registry],
+    }),
+    decisionSeconds: new Histogram({
+      name: 'spendgate_decision_duration_seconds',
+      help: 'Time from receiving a request to its recorded decision',
+      labelNames: ['source'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers: [registry],
+    }),
+  };
+}
