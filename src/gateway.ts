@@ -67,7 +67,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       servers.push(server);
     });
   try {
-    if (config.ADMIN_PORT === config.PORT) {
+    if (config.ADMIN_PORT === config.PORT && config.PORT !== 0) {
       await listen(createCombinedApp(deps), config.PORT, config.HOST);
     } else {
       await listen(createAgentApp(deps), config.PORT, config.HOST);

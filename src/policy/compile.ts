@@ -5,7 +5,7 @@ import { MoneyError, isCurrency, toMinorUnits } from '../money.js';
 import type { Money } from '../money.js';
 import { resolveCategories } from './categories.js';
 import { RULE_TYPES, policyDocumentSchema, ruleParameters } from './model.js';
-import type { CompiledPolicy, CompiledRule, PolicyDocument, RuleType, Window } from './model.js';
+import type { CategorySet, CompiledPolicy, CompiledRule, PolicyDocument, RuleType, Window } from './model.js';
 
 export interface PolicyIssue {
   /** Dotted path inside the document, e.g. "rules[1].parameters.limit". */
@@ -120,11 +120,11 @@ function compileRule(type: RuleType, p: Record<string, unknown>, ctx: RuleContex
       return undefined;
     }
   };
-  const categories = (key: string): ReadonlySet<string> => {
+  const categories = (key: string): CategorySet => {
     const list = (p[key] as string[] | undefined) ?? [];
     const { resolved, unknown } = resolveCategories(list);
     for (const name of unknown) ctx.fail(key, `unknown category "${name}" (a Stripe Issuing category, a group such as "gambling", or a 4-digit MCC)`);
-    return resolved.mccs;
+    return { mccs: resolved.mccs, stripeNames: new Set(resolved.stripeCategories) };
   };
   const upper = (list: unknown) => new Set((list as string[]).map((c) => c.toUpperCase()));
 
@@ -158,14 +158,14 @@ function compileRule(type: RuleType, p: Record<string, unknown>, ctx: RuleContex
         ...base,
         type,
         merchants: (p.merchants as string[]).map(normalizeMerchant),
-        mccs: p.categories === undefined ? undefined : categories('categories'),
+        categories: p.categories === undefined ? undefined : categories('categories'),
       };
     case 'merchant_blocklist':
       return { ...base, type, merchants: (p.merchants as string[]).map(normalizeMerchant) };
     case 'category_allowlist':
-      return { ...base, type, mccs: categories('categories') };
+      return { ...base, type, categories: categories('categories') };
     case 'category_blocklist':
-      return { ...base, type, mccs: categories('categories') };
+      return { ...base, type, categories: categories('categories') };
     case 'country_restriction':
       return {
         ...base,

@@ -5,7 +5,7 @@ import { formatMoney, isCurrency } from '../money.js';
 import type { Money } from '../money.js';
 import { mccsForStripeCategory, normalizeMcc } from './categories.js';
 import { normalizeMerchant } from './compile.js';
-import type { Action, CompiledPolicy, CompiledRule, Window } from './model.js';
+import type { Action, CategorySet, CompiledPolicy, CompiledRule, Window } from './model.js';
 import { usageKey, usageSpecFor } from './usage.js';
 import type { ReservationFacts, Usage } from './usage.js';
 import { localClock } from './windows.js';
@@ -149,8 +149,8 @@ function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, poli
     }
     case 'merchant_allowlist': {
       if (matchesMerchant(rule.merchants, action)) return PASS;
-      if (rule.mccs && intersects(rule.mccs, actionMccs(action))) return PASS;
-      if (rule.merchants.length === 0 && (!rule.mccs || rule.mccs.size === 0)) {
+      if (rule.categories && inCategories(rule.categories, action)) return PASS;
+      if (rule.merchants.length === 0 && (!rule.categories || rule.categories.mccs.size + rule.categories.stripeNames.size === 0)) {
         return { outcome: 'block', message: 'The merchant allowlist is empty, so no merchant is allowed' };
       }
       return { outcome: 'block', message: `Merchant ${describeMerchant(action)} is not on the allowlist` };
@@ -160,14 +160,13 @@ function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, poli
         ? { outcome: 'block', message: `Merchant ${describeMerchant(action)} is blocked` }
         : PASS;
     case 'category_allowlist': {
-      const mccs = actionMccs(action);
-      if (intersects(rule.mccs, mccs)) return PASS;
-      return mccs.size === 0
+      if (inCategories(rule.categories, action)) return PASS;
+      return actionMccs(action).size === 0 && !action.merchant?.category
         ? { outcome: 'block', message: 'The merchant category is unknown and only listed categories are allowed' }
         : { outcome: 'block', message: `Merchant category ${describeCategory(action)} is not allowed` };
     }
     case 'category_blocklist':
-      return intersects(rule.mccs, actionMccs(action))
+      return inCategories(rule.categories, action)
         ? { outcome: 'block', message: `Merchant category ${describeCategory(action)} is blocked` }
         : PASS;
     case 'country_restriction': {
@@ -257,6 +256,11 @@ function actionMccs(action: Action): Set<string> {
   const category = action.merchant?.category;
   if (category) for (const code of mccsForStripeCategory(category) ?? []) mccs.add(code);
   return mccs;
+}
+
+function inCategories(set: CategorySet, action: Action): boolean {
+  const name = action.merchant?.category?.toLowerCase();
+  return (name !== undefined && set.stripeNames.has(name)) || intersects(set.mccs, actionMccs(action));
 }
 
 function intersects(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

@@ -106,6 +106,12 @@ export const policyDocumentSchema = z.strictObject({
 export type PolicyDocument = z.input<typeof policyDocumentSchema>;
 export type RuleDocument = z.input<typeof ruleSchema>;
 
+/** Categories resolved to MCCs, plus Stripe names ("miscellaneous" has no MCC of its own). */
+export interface CategorySet {
+  mccs: ReadonlySet<string>;
+  stripeNames: ReadonlySet<string>;
+}
+
 /** Match rules only apply to some action types; undefined means every action. */
 interface RuleBase {
   id: string;
@@ -120,10 +126,10 @@ export type CompiledRule = RuleBase &
     | { type: 'refund_age_limit'; maxDays: number; ifUnknown: 'block' | 'escalate' }
     | { type: 'velocity_limit'; limit: Money; window: Window }
     | { type: 'rate_limit'; maxCount: number; window: Window }
-    | { type: 'merchant_allowlist'; merchants: readonly string[]; mccs?: ReadonlySet<string> }
+    | { type: 'merchant_allowlist'; merchants: readonly string[]; categories?: CategorySet }
     | { type: 'merchant_blocklist'; merchants: readonly string[] }
-    | { type: 'category_allowlist'; mccs: ReadonlySet<string> }
-    | { type: 'category_blocklist'; mccs: ReadonlySet<string> }
+    | { type: 'category_allowlist'; categories: CategorySet }
+    | { type: 'category_blocklist'; categories: CategorySet }
     | { type: 'country_restriction'; allowed?: ReadonlySet<string>; blocked?: ReadonlySet<string> }
     | { type: 'currency_allowlist'; currencies: ReadonlySet<string> }
     | { type: 'time_window'; days: ReadonlySet<string>; startMinute: number; endMinute: number }
