@@ -1,0 +1,156 @@
+// The ledger against real PostgreSQL: limits hold under concurrency in one process and across two,
+// idempotency keys count once, and settlement moves money between reserved, spent and released.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import type { Knex } from 'knex';
+import { createLedger } from '../../src/ledger/ledger.js';
+import type { CheckInput, Ledger } from '../../src/ledger/ledger.js';
+import type { Action, PolicyDocument } from '../../src/policy/model.js';
+import { compiledPolicy, savePolicy } from '../../src/policy/store.js';
+import { testKnex, uniqueId } from '../helpers/gateway.js';
+
+const run = promisify(execFile);
+let knex: Knex;
+let ledger: Ledger;
+before(() => {
+  knex = testKnex(10);
+  ledger = createLedger(knex);
+});
+after(async () => {
+  await knex.destroy();
+});
+
+async function agentWith(rules: PolicyDocument['rules'], timezone = 'UTC') {
+  const agentId = uniqueId('agent');
+  const policyId = uniqueId('policy');
+  await savePolicy(knex, { policy_id: policyId, rules }, { create: true });
+  await knex('agents').insert({ id: agentId, owner: 'o@example.com', timezone, policy_id: policyId });
+  return { agentId, policyId, timezone, policy: await compiledPolicy(knex, policyId, 1) };
+}
+
+function input(agent: Awaited<ReturnType<typeof agentWith>>, key: string, action: Partial<Action> = {}, now = new Date()): CheckInput {
+  return {
+    agentId: agent.agentId,
+    timezone: agent.timezone,
+    policy: agent.policy,
+    action: { actionType: 'payment', amount: 100, currency: 'usd', ...action },
+    idempotencyKey: key,
+    requestHash: `${key}:${JSON.stringify(action)}`,
+    metadata: {},
+    now,
+    simulate: false,
+  };
+}
+
+const dailyFifty = [{ rule_id: 'daily', rule_type: 'velocity_limit', parameters: { limit: 50, currency: 'USD', window: 'daily' } }];
+
+async function counters(agentId: string) {
+  return knex('usage_counters').where({ agent_id: agentId });
+}
+
+test('when 200 concurrent reservations of 1 USD meet a 50 USD daily limit in one process, then exactly 50 pass', async () => {
+  const agent = await agentWith(dailyFifty);
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => ledger.check(input(agent, `k${i}`))));
+  assert.equal(results.filter((r) => r.decision.decision === 'allow').length, 50);
+  assert.equal(results.filter((r) => r.decision.reasonCode === 'velocity_limit').length, 150);
+  const [{ count }] = await knex('reservations').where({ agent_id: agent.agentId }).count({ count: '*' });
+  assert.equal(Number(count), 50);
+  const [counter] = await counters(agent.agentId);
+  assert.equal(counter.reserved, 5000);
+});
+
+test('when two gateway processes reserve 100 each against one 50 USD daily limit, then exactly 50 pass in total', async () => {
+  const agent = await agentWith(dailyFifty);
+  const worker = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'helpers', 'ledger-worker.ts');
+  const env = { ...process.env, START_AT: String(Date.now() + 1500) };
+  const spawnWorker = (tag: string) => run(process.execPath, ['--import', 'tsx', worker, agent.agentId, agent.policyId, '100', '100', tag], { env });
+  const [a, b] = await Promise.all([spawnWorker('a'), spawnWorker('b')]);
+  const allowedA = JSON.parse(a.stdout).allowed as number;
+  const allowedB = JSON.parse(b.stdout).allowed as number;
+  assert.equal(allowedA + allowedB, 50);
+  const [{ count }] = await knex('reservations').where({ agent_id: agent.agentId }).count({ count: '*' });
+  assert.equal(Number(count), 50);
+  const [counter] = await counters(agent.agentId);
+  assert.equal(counter.reserved, 5000);
+});
+
+test('when the same idempotency key is checked concurrently and again later, then it counts once and answers the same', async () => {
+  const agent = await agentWith(dailyFifty);
+  const results = await Promise.all(Array.from({ length: 10 }, () => ledger.check(input(agent, 'same'))));
+  const again = await ledger.check(input(agent, 'same'));
+  assert.equal(new Set([...results, again].map((r) => r.checkId)).size, 1);
+  assert.equal(results.filter((r) => !r.replayed).length, 1);
+  assert.equal(again.replayed, true);
+  const [counter] = await counters(agent.agentId);
+  assert.equal(counter.reserved, 100);
+  assert.equal(counter.count, 1);
+});
+
+test('when a key is reused with other parameters, then it is refused and nothing more is counted', async () => {
+  const agent = await agentWith(dailyFifty);
+  await ledger.check(input(agent, 'k', { amount: 100 }));
+  await assert.rejects(ledger.check(input(agent, 'k', { amount: 200 })), /same parameters/);
+  const [counter] = await counters(agent.agentId);
+  assert.equal(counter.reserved, 100);
+});
+
+test('when reservations are committed, released or marked unknown, then the budget follows', async () => {
+  const agent = await agentWith(dailyFifty);
+  for (const key of ['a', 'b', 'c']) assert.equal((await ledger.check(input(agent, key, { amount: 1500 }))).decision.decision, 'allow');
+  assert.equal((await ledger.check(input(agent, 'd', { amount: 1500 }))).decision.decision, 'block');
+  assert.equal(await ledger.settle(agent.agentId, 'a', 'committed', { amount: 1000, reference: 'pi_123' }), 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'b', 'released'), 'released');
+  assert.equal(await ledger.settle(agent.agentId, 'c', 'unknown'), 'unknown');
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual({ reserved: counter.reserved, spent: counter.spent, count: counter.count }, { reserved: 1500, spent: 1000, count: 2 });
+  // 10 spent + 15 unknown (stays reserved) = 25 used: 25 left.
+  assert.equal((await ledger.check(input(agent, 'e', { amount: 2501 }))).decision.decision, 'block');
+  assert.equal((await ledger.check(input(agent, 'f', { amount: 2500 }))).decision.decision, 'allow');
+  // Final states do not move again; a second settle is a no-op.
+  assert.equal(await ledger.settle(agent.agentId, 'b', 'committed'), 'released');
+  assert.equal((await knex('reservations').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
+});
+
+test('when the policy gains a new limit mid-day, then its counter starts from what was already reserved today', async () => {
+  const agent = await agentWith(dailyFifty);
+  await ledger.check(input(agent, 'r1', { amount: 3000, actionType: 'refund' }));
+  await ledger.check(input(agent, 'p1', { amount: 1000 }));
+  await savePolicy(knex, { policy_id: agent.policyId, rules: [...dailyFifty, { rule_id: 'refunds', rule_type: 'velocity_limit', parameters: { limit: 35, currency: 'USD', window: 'daily', action_types: ['refund'] } }] });
+  const v2 = { ...agent, policy: await compiledPolicy(knex, agent.policyId, 2) };
+  const refund = await ledger.check(input(v2, 'r2', { amount: 501, actionType: 'refund' }));
+  assert.equal(refund.decision.decision, 'block');
+  assert.equal(refund.decision.violatedRuleId, 'refunds');
+  assert.equal(refund.decision.policyVersion, 2);
+  assert.equal((await ledger.check(input(v2, 'r3', { amount: 500, actionType: 'refund' }))).decision.decision, 'allow');
+});
+
+test('when the day turns over in the agent time zone, then the daily budget starts again', async () => {
+  const agent = await agentWith(dailyFifty, 'America/New_York');
+  // 23:59 on 2026-11-01 in New York (a 25-hour DST day) is 04:59 UTC on 2026-11-02.
+  const lateEvening = new Date('2026-11-02T04:59:00Z');
+  const nextMorning = new Date('2026-11-02T05:00:00Z');
+  assert.equal((await ledger.check(input(agent, 'a', { amount: 5000 }, lateEvening))).decision.decision, 'allow');
+  assert.equal((await ledger.check(input(agent, 'b', { amount: 1 }, lateEvening))).decision.decision, 'block');
+  assert.equal((await ledger.check(input(agent, 'c', { amount: 5000 }, nextMorning))).decision.decision, 'allow');
+});
+
+test('when a check is simulated, then nothing is recorded or reserved', async () => {
+  const agent = await agentWith(dailyFifty);
+  const result = await ledger.check({ ...input(agent, 'sim', { amount: 5000 }), simulate: true });
+  assert.equal(result.decision.decision, 'allow');
+  assert.equal((await knex('checks').where({ agent_id: agent.agentId })).length, 0);
+  assert.equal((await knex('reservations').where({ agent_id: agent.agentId })).length, 0);
+  assert.equal((await counters(agent.agentId)).every((c) => c.reserved === 0), true);
+});
+
+test('when someone tries to edit or delete a violation in the database, then PostgreSQL refuses', async () => {
+  const agent = await agentWith([{ rule_id: 'cap', rule_type: 'max_amount', parameters: { limit: 1, currency: 'USD' } }]);
+  const result = await ledger.check(input(agent, 'big', { amount: 500 }));
+  assert.equal(result.decision.decision, 'block');
+  await assert.rejects(knex('violations').where({ check_id: result.checkId }).update({ decision: 'allow' }), /append-only/);
+  await assert.rejects(knex('violations').where({ check_id: result.checkId }).delete(), /append-only/);
+  assert.equal((await knex('violations').where({ check_id: result.checkId })).length, 1);
+});
