@@ -1,5 +1,5 @@
-// The policy core: agents, keys, versioned policies, the decision log, violations (append-only),
-// reservations and the usage counters derived from them.
+// The policy core: agents, keys, versioned policies, the decision log (which doubles as the
+// reservations), violations (append-only) and the usage counters derived from reservations.
 import type { Knex } from 'knex';
 
 export async function up(knex: Knex): Promise<void> {
@@ -45,16 +45,17 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('revoked_at', { useTz: true });
     t.index(['agent_id']);
   });
-  await knex.schema.createTable('checks', (t) => {
+  // One row per recorded decision. An allowed decision is also a reservation: `status` tracks it
+  // (reserved → committed | released | unknown) and `counted_amount` is what it counts.
+  await knex.schema.createTable('decisions', (t) => {
     t.text('id').primary();
-    t.bigIncrements('seq', { primaryKey: false });
     t.text('agent_id').notNullable();
     t.text('policy_id').notNullable();
     t.integer('policy_version').notNullable();
     t.text('action_type').notNullable();
     t.bigInteger('amount').notNullable();
     t.text('currency').notNullable();
-    t.text('counterparty');
+    t.text('counterparty').notNullable().defaultTo('');
     t.jsonb('metadata').notNullable().defaultTo('{}');
     t.text('decision').notNullable();
     t.text('reason_code');
@@ -67,8 +68,13 @@ export async function up(knex: Knex): Promise<void> {
     t.text('idempotency_key').notNullable();
     t.text('request_hash').notNullable();
     t.timestamp('created_at', { useTz: true }).notNullable();
+    t.text('status'); // null unless the decision reserved money
+    t.bigInteger('counted_amount');
+    t.text('reference'); // the processor's object id, once known
+    t.timestamp('updated_at', { useTz: true });
     t.unique(['agent_id', 'idempotency_key']);
   });
+  await knex.raw('CREATE INDEX decisions_reservations ON decisions (agent_id, created_at) WHERE status IS NOT NULL');
   await knex.schema.createTable('violations', (t) => {
     t.text('id').primary();
     t.bigIncrements('seq', { primaryKey: false });
@@ -97,22 +103,6 @@ export async function up(knex: Knex): Promise<void> {
     CREATE TRIGGER violations_append_only BEFORE UPDATE OR DELETE ON violations
       FOR EACH ROW EXECUTE FUNCTION violations_append_only();
   `);
-  await knex.schema.createTable('reservations', (t) => {
-    t.text('id').primary();
-    t.text('agent_id').notNullable();
-    t.text('idempotency_key').notNullable();
-    t.text('check_id').notNullable();
-    t.text('action_type').notNullable();
-    t.bigInteger('amount').notNullable();
-    t.text('currency').notNullable();
-    t.text('counterparty').notNullable().defaultTo('');
-    t.timestamp('occurred_at', { useTz: true }).notNullable();
-    t.text('status').notNullable(); // reserved | committed | released | unknown
-    t.text('reference'); // the processor's object id, once known
-    t.timestamp('updated_at', { useTz: true }).notNullable();
-    t.unique(['agent_id', 'idempotency_key']);
-    t.index(['agent_id', 'occurred_at']);
-  });
   await knex.schema.createTable('usage_counters', (t) => {
     t.text('agent_id').notNullable();
     t.text('window').notNullable();
@@ -130,7 +120,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const table of ['usage_counters', 'reservations', 'violations', 'checks', 'api_keys', 'agents', 'policy_versions', 'policies']) {
+  for (const table of ['usage_counters', 'violations', 'decisions', 'api_keys', 'agents', 'policy_versions', 'policies']) {
     await knex.schema.dropTableIfExists(table);
   }
   await knex.raw('DROP FUNCTION IF EXISTS violations_append_only()');

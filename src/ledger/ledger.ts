@@ -1,8 +1,8 @@
-// The ledger: the only code that moves budget counters. Decisions that may spend money are taken
-// under a per-agent PostgreSQL advisory lock, so concurrent requests in one or many gateway
-// processes can never together pass a limit. Requests for the same agent are coalesced: while one
-// transaction runs, the next ones queue and then go through together in one transaction and one
-// durable commit (group commit), which is what lets one hot budget go past ~1,400 commits/s.
+// The ledger: the only code that moves budget counters. A decision that may spend money is taken
+// while its agent's PostgreSQL advisory lock is held, so concurrent requests in one or many
+// gateway processes can never together pass a limit. Requests are coalesced: while a transaction
+// runs, new ones queue, then go through together in one transaction and one durable commit
+// (group commit) — several agents per batch, one batch per agent at a time.
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { newId } from '../ids.js';
@@ -10,8 +10,8 @@ import { decide } from '../policy/decide.js';
 import type { Decision } from '../policy/decide.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
 import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
-import type { ReservationFacts } from '../policy/usage.js';
-import { loadAgentState, recordBatch } from './store.js';
+import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
+import { lockAgents, loadStates, recordBatch } from './store.js';
 import type { CheckRow } from './store.js';
 import { AgentState, contribution } from './state.js';
 import type { ReservationStatus } from './state.js';
@@ -60,52 +60,88 @@ export interface Ledger {
   settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, options?: { amount?: number; reference?: string }): Promise<ReservationStatus>;
 }
 
-export function createLedger(knex: Knex, options: { maxBatch?: number } = {}): Ledger {
+export interface LedgerOptions {
+  /** Most checks in one transaction. */
+  maxBatch?: number;
+  /** Transactions in flight at once (each holds one pooled connection). */
+  maxConcurrentBatches?: number;
+}
+
+export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   const maxBatch = options.maxBatch ?? 256;
-  const queues = new Map<string, Job[]>();
+  const maxConcurrent = options.maxConcurrentBatches ?? 4;
+  let pending: Job[] = [];
+  const busy = new Set<string>();
+  let inFlight = 0;
 
   function check(input: CheckInput): Promise<CheckResult> {
     return new Promise((resolve, reject) => {
-      const job = { input, startedAt: input.startedAt ?? performance.now(), resolve, reject };
-      const queue = queues.get(input.agentId);
-      if (queue) {
-        queue.push(job);
-        return;
-      }
-      queues.set(input.agentId, [job]);
-      void drain(input.agentId);
+      pending.push({ input, startedAt: input.startedAt ?? performance.now(), resolve, reject });
+      pump();
     });
   }
 
-  /** Runs batches for one agent until its queue is empty; one batch in flight per agent. */
-  async function drain(agentId: string): Promise<void> {
-    const queue = queues.get(agentId);
-    while (queue && queue.length > 0) {
-      const batch = queue.splice(0, maxBatch);
-      try {
-        await runBatch(agentId, batch);
-      } catch (error) {
-        for (const job of batch) job.reject(error);
-      }
+  function pump(): void {
+    while (inFlight < maxConcurrent && pending.length > 0) {
+      const batch = takeBatch();
+      if (batch.length === 0) return;
+      inFlight++;
+      runBatch(batch)
+        .catch((error: unknown) => {
+          for (const job of batch) job.reject(error);
+        })
+        .finally(() => {
+          inFlight--;
+          for (const job of batch) busy.delete(job.input.agentId);
+          pump();
+        });
     }
-    queues.delete(agentId);
   }
 
-  async function runBatch(agentId: string, batch: Job[]): Promise<void> {
+  /** Oldest first, skipping agents whose batch is still in flight; all of a taken agent's jobs go. */
+  function takeBatch(): Job[] {
+    const batch: Job[] = [];
+    const rest: Job[] = [];
+    const taken = new Set<string>();
+    for (const job of pending) {
+      const agent = job.input.agentId;
+      if (batch.length < maxBatch && (taken.has(agent) || !busy.has(agent))) {
+        taken.add(agent);
+        busy.add(agent);
+        batch.push(job);
+      } else {
+        rest.push(job);
+      }
+    }
+    pending = rest;
+    return batch;
+  }
+
+  async function runBatch(batch: Job[]): Promise<void> {
     const outcomes = await knex.transaction(async (trx) => {
-      await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`ledger:${agentId}`]);
-      const specs = batch.flatMap((job) => usageSpecs(job.input.policy, job.input.action, job.input.now, job.input.timezone));
-      const lookback = Math.max(0, ...batch.map((job) => duplicateLookbackSeconds(job.input.policy)));
-      const times = batch.map((job) => job.input.now.getTime());
-      const earliest = new Date(Math.min(...times));
-      const latest = new Date(Math.max(...times));
-      const keys = batch.filter((job) => !job.input.simulate).map((job) => job.input.idempotencyKey);
-      const { state, previous } = await loadAgentState(trx, agentId, specs, [earliest, latest], keys, lookback ? new Date(earliest.getTime() - lookback * 1000) : undefined);
+      const agents = [...new Set(batch.map((j) => j.input.agentId))];
+      await lockAgents(trx, agents);
+      const specs: { agentId: string; spec: UsageSpec }[] = [];
+      const lookbacks = new Map<string, Date>();
+      for (const { input } of batch) {
+        for (const spec of usageSpecs(input.policy, input.action, input.now, input.timezone)) specs.push({ agentId: input.agentId, spec });
+        const lookback = duplicateLookbackSeconds(input.policy);
+        if (lookback > 0) {
+          const since = new Date(input.now.getTime() - lookback * 1000);
+          const known = lookbacks.get(input.agentId);
+          if (!known || since < known) lookbacks.set(input.agentId, since);
+        }
+      }
+      const times = batch.map((j) => j.input.now.getTime());
+      const keys = batch.filter((j) => !j.input.simulate).map((j) => [j.input.agentId, j.input.idempotencyKey] as [string, string]);
+      const { states, previous } = await loadStates(trx, agents, specs, [new Date(Math.min(...times)), new Date(Math.max(...times))], keys, lookbacks);
       const rows: CheckRow[] = [];
-      const reservations: (ReservationFacts & { id: string; checkId: string; idempotencyKey: string })[] = [];
+      const decided = new Map<string, CheckRow>();
       const results = batch.map((job): CheckResult | Error => {
         const { input } = job;
-        const before = input.simulate ? undefined : (previous.get(input.idempotencyKey) ?? rows.find((r) => r.idempotencyKey === input.idempotencyKey));
+        const state = states.get(input.agentId) ?? new AgentState(input.agentId);
+        const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
+        const before = input.simulate ? undefined : (previous.get(idemKey) ?? decided.get(idemKey));
         if (before) {
           if (before.requestHash !== input.requestHash) return new IdempotencyConflict(input.idempotencyKey);
           return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow' };
@@ -114,17 +150,18 @@ export function createLedger(knex: Knex, options: { maxBatch?: number } = {}): L
         const latencyMs = Math.max(0, Math.round(performance.now() - job.startedAt));
         const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false };
         if (input.simulate) return result;
-        rows.push({ ...result, agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash });
+        const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow' };
+        rows.push(row);
+        decided.set(idemKey, row);
         if (decision.decision === 'allow') {
           const facts: ReservationFacts = { actionType: input.action.actionType, amount: input.action.amount, currency: input.action.currency, counterparty: input.action.counterparty ?? '', occurredAt: input.now };
           state.apply(facts, contribution('reserved', facts.amount));
           state.recent.unshift(facts);
-          reservations.push({ ...facts, id: newId('res'), checkId: result.checkId, idempotencyKey: input.idempotencyKey });
           result.reserved = true;
         }
         return result;
       });
-      await recordBatch(trx, agentId, rows, reservations, state.dirtyCounters());
+      await recordBatch(trx, rows, [...states.values()].flatMap((s) => s.dirtyCounters()));
       return results;
     });
     batch.forEach((job, i) => {
@@ -136,25 +173,23 @@ export function createLedger(knex: Knex, options: { maxBatch?: number } = {}): L
 
   async function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: { amount?: number; reference?: string } = {}): Promise<ReservationStatus> {
     return knex.transaction(async (trx) => {
-      await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`ledger:${agentId}`]);
-      const row = await trx('reservations').where({ agent_id: agentId, idempotency_key: idempotencyKey }).first();
+      await lockAgents(trx, [agentId]);
+      const row = await trx('decisions').where({ agent_id: agentId, idempotency_key: idempotencyKey }).whereNotNull('status').first();
       if (!row) throw new Error(`no reservation for agent ${agentId} with key ${idempotencyKey}`);
       const current = row.status as ReservationStatus;
       if (current === 'released' || current === 'committed') return current; // final: settling twice is a no-op
-      const amount = opts.amount ?? (row.amount as number);
-      const facts: ReservationFacts = { actionType: row.action_type, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.occurred_at };
-      const counters = await trx('usage_counters').where({ agent_id: agentId }).andWhere('window_start', '<=', row.occurred_at).andWhere('window_end', '>', row.occurred_at);
-      const state = new AgentState();
-      for (const c of counters) state.addCounter({ window: c.window, start: c.window_start, end: c.window_end, currency: c.currency, actionFilter: c.action_filter, counterparty: c.counterparty, reserved: c.reserved, spent: c.spent, count: c.count }, false);
-      const before = contribution(current, row.amount as number);
+      const amount = opts.amount ?? (row.counted_amount as number);
+      const facts: ReservationFacts = { actionType: row.action_type, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.created_at };
+      const { states } = await loadStates(trx, [agentId], [], [row.created_at, row.created_at], [], new Map());
+      const state = states.get(agentId) ?? new AgentState(agentId);
+      const before = contribution(current, row.counted_amount as number);
       const after = contribution(status, amount);
       state.apply(facts, { reserved: after.reserved - before.reserved, spent: after.spent - before.spent, count: after.count - before.count });
-      await trx('reservations').where({ id: row.id }).update({ status, amount, reference: opts.reference ?? row.reference, updated_at: new Date() });
-      await recordBatch(trx, agentId, [], [], state.dirtyCounters());
+      await trx('decisions').where({ id: row.id }).update({ status, counted_amount: amount, reference: opts.reference ?? row.reference, updated_at: new Date() });
+      await recordBatch(trx, [], state.dirtyCounters());
       return status;
     });
   }
 
   return { check, settle };
 }
-

@@ -6,6 +6,7 @@ import { counts, usageKey } from '../policy/usage.js';
 export type ReservationStatus = 'reserved' | 'committed' | 'released' | 'unknown';
 
 export interface Counter extends UsageSpec {
+  agentId: string;
   reserved: number;
   spent: number;
   count: number;
@@ -29,14 +30,16 @@ export class AgentState {
   readonly counters = new Map<string, Counter>();
   readonly recent: ReservationFacts[] = [];
 
+  constructor(readonly agentId: string) {}
+
   usage(): Map<string, Usage> {
     const usage = new Map<string, Usage>();
     for (const [key, c] of this.counters) usage.set(key, { amount: c.reserved + c.spent, count: c.count });
     return usage;
   }
 
-  addCounter(counter: Omit<Counter, 'dirty'>, dirty: boolean): void {
-    this.counters.set(usageKey(counter), { ...counter, dirty });
+  addCounter(counter: Omit<Counter, 'dirty' | 'agentId'>, dirty: boolean): void {
+    this.counters.set(usageKey(counter), { ...counter, agentId: this.agentId, dirty });
   }
 
   /** Apply a change of one reservation to every counter it falls in. */

@@ -51,9 +51,10 @@ export function decide(policy: CompiledPolicy, action: Action, ctx: DecisionCont
   }
   let escalation: Decision | undefined;
   let notify = false;
+  const facts = new ActionFacts(action);
   for (const rule of policy.rules) {
     if (rule.actionTypes && !rule.actionTypes.includes(action.actionType)) continue;
-    const verdict = evaluate(rule, action, ctx, policy);
+    const verdict = evaluate(rule, facts, ctx, policy);
     if (verdict.outcome === 'pass') continue;
     if (verdict.outcome === 'notify') {
       notify = true;
@@ -82,31 +83,49 @@ function invalidAction(action: Action): string | undefined {
   return undefined;
 }
 
-function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, policy: CompiledPolicy): Verdict {
-  const requested: Money = { amount: action.amount, currency: action.currency };
-  const uncovered = (ruleCurrency: string, outcome: 'block' | 'escalate' = 'block'): Verdict | undefined => {
-    if (ruleCurrency === action.currency || coveredElsewhere(policy, rule, action.currency)) return undefined;
-    return {
-      outcome,
-      message: `${rule.type} is set in ${ruleCurrency.toUpperCase()}; a ${action.currency.toUpperCase()} amount is not compared across currencies`,
-    };
+/** What rules ask of an action, worked out once per decision. */
+class ActionFacts {
+  private mccSet?: Set<string>;
+  private ids?: string[];
+  constructor(readonly action: Action) {}
+
+  get mccs(): Set<string> {
+    return (this.mccSet ??= actionMccs(this.action));
+  }
+
+  get merchantIds(): string[] {
+    return (this.ids ??= merchantIdentifiers(this.action));
+  }
+}
+
+/** A rule in another currency: skipped if a sibling rule covers the action's currency, else it blocks. */
+function uncoveredCurrency(rule: CompiledRule, ruleCurrency: string, action: Action, policy: CompiledPolicy, outcome: 'block' | 'escalate' = 'block'): Verdict | undefined {
+  if (ruleCurrency === action.currency || coveredElsewhere(policy, rule, action.currency)) return undefined;
+  return {
+    outcome,
+    message: `${rule.type} is set in ${ruleCurrency.toUpperCase()}; a ${action.currency.toUpperCase()} amount is not compared across currencies`,
   };
-  const skip = (ruleCurrency: string) => ruleCurrency !== action.currency;
+}
+
+function evaluate(rule: CompiledRule, facts: ActionFacts, ctx: DecisionContext, policy: CompiledPolicy): Verdict {
+  const action = facts.action;
+  const requested: Money = { amount: action.amount, currency: action.currency };
+  // No closures here: this runs for every rule of every decision.
 
   switch (rule.type) {
     case 'max_amount': {
-      const verdict = uncovered(rule.limit.currency);
+      const verdict = uncoveredCurrency(rule, rule.limit.currency, action, policy);
       if (verdict) return verdict;
-      if (skip(rule.limit.currency) || action.amount <= rule.limit.amount) return PASS;
+      if (rule.limit.currency !== action.currency || action.amount <= rule.limit.amount) return PASS;
       return { outcome: 'block', message: `Amount ${formatMoney(requested)} exceeds maximum allowed ${formatMoney(rule.limit)}` };
     }
     case 'escalate_if': {
       if (!rule.above && !rule.notifyAtOrAbove) {
         return { outcome: 'escalate', message: `${action.actionType} requires human approval` };
       }
-      const verdict = uncovered(rule.currency, 'escalate');
+      const verdict = uncoveredCurrency(rule, rule.currency, action, policy, 'escalate');
       if (verdict) return verdict;
-      if (skip(rule.currency)) return PASS;
+      if (rule.currency !== action.currency) return PASS;
       if (rule.above && action.amount > rule.above.amount) {
         return { outcome: 'escalate', message: `Amount ${formatMoney(requested)} is above ${formatMoney(rule.above)} and needs human approval` };
       }
@@ -120,9 +139,9 @@ function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, poli
       return { outcome: 'block', message: `Purchase was ${action.refundAgeDays} days ago; refunds are allowed up to ${rule.maxDays} days` };
     }
     case 'velocity_limit': {
-      const verdict = uncovered(rule.limit.currency);
+      const verdict = uncoveredCurrency(rule, rule.limit.currency, action, policy);
       if (verdict) return verdict;
-      if (skip(rule.limit.currency)) return PASS;
+      if (rule.limit.currency !== action.currency) return PASS;
       const used = usageOf(rule, action, ctx).amount;
       if (used + action.amount <= rule.limit.amount) return PASS;
       return { outcome: 'block', message: `${windowName(rule.window)} limit ${formatMoney(rule.limit)} would be exceeded: ${formatMoney({ amount: used, currency: rule.limit.currency })} already used, ${formatMoney(requested)} requested` };
@@ -134,12 +153,12 @@ function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, poli
     }
     case 'counterparty_limit': {
       if (rule.limit) {
-        const verdict = uncovered(rule.limit.currency);
+        const verdict = uncoveredCurrency(rule, rule.limit.currency, action, policy);
         if (verdict) return verdict;
       }
       const used = usageOf(rule, action, ctx);
       const who = action.counterparty ?? '(no counterparty)';
-      if (rule.limit && !skip(rule.limit.currency) && used.amount + action.amount > rule.limit.amount) {
+      if (rule.limit && rule.limit.currency === action.currency && used.amount + action.amount > rule.limit.amount) {
         return { outcome: 'block', message: `${windowName(rule.window)} limit ${formatMoney(rule.limit)} for counterparty ${who} would be exceeded: ${formatMoney({ amount: used.amount, currency: rule.limit.currency })} already used` };
       }
       if (rule.maxCount !== undefined && used.count + 1 > rule.maxCount) {
@@ -148,25 +167,25 @@ function evaluate(rule: CompiledRule, action: Action, ctx: DecisionContext, poli
       return PASS;
     }
     case 'merchant_allowlist': {
-      if (matchesMerchant(rule.merchants, action)) return PASS;
-      if (rule.categories && inCategories(rule.categories, action)) return PASS;
+      if (matchesMerchant(rule.merchants, facts)) return PASS;
+      if (rule.categories && inCategories(rule.categories, facts)) return PASS;
       if (rule.merchants.length === 0 && (!rule.categories || rule.categories.mccs.size + rule.categories.stripeNames.size === 0)) {
         return { outcome: 'block', message: 'The merchant allowlist is empty, so no merchant is allowed' };
       }
       return { outcome: 'block', message: `Merchant ${describeMerchant(action)} is not on the allowlist` };
     }
     case 'merchant_blocklist':
-      return matchesMerchant(rule.merchants, action)
+      return matchesMerchant(rule.merchants, facts)
         ? { outcome: 'block', message: `Merchant ${describeMerchant(action)} is blocked` }
         : PASS;
     case 'category_allowlist': {
-      if (inCategories(rule.categories, action)) return PASS;
-      return actionMccs(action).size === 0 && !action.merchant?.category
+      if (inCategories(rule.categories, facts)) return PASS;
+      return facts.mccs.size === 0 && !action.merchant?.category
         ? { outcome: 'block', message: 'The merchant category is unknown and only listed categories are allowed' }
         : { outcome: 'block', message: `Merchant category ${describeCategory(action)} is not allowed` };
     }
     case 'category_blocklist':
-      return inCategories(rule.categories, action)
+      return inCategories(rule.categories, facts)
         ? { outcome: 'block', message: `Merchant category ${describeCategory(action)} is blocked` }
         : PASS;
     case 'country_restriction': {
@@ -244,8 +263,8 @@ function merchantIdentifiers(action: Action): string[] {
   return [action.counterparty, m.name, m.url, m.networkId].filter((v): v is string => !!v).map(normalizeMerchant);
 }
 
-function matchesMerchant(list: readonly string[], action: Action): boolean {
-  const ids = merchantIdentifiers(action);
+function matchesMerchant(list: readonly string[], facts: ActionFacts): boolean {
+  const ids = facts.merchantIds;
   return list.some((entry) => ids.some((id) => id === entry || (entry.includes('.') && id.endsWith(`.${entry}`))));
 }
 
@@ -258,9 +277,9 @@ function actionMccs(action: Action): Set<string> {
   return mccs;
 }
 
-function inCategories(set: CategorySet, action: Action): boolean {
-  const name = action.merchant?.category?.toLowerCase();
-  return (name !== undefined && set.stripeNames.has(name)) || intersects(set.mccs, actionMccs(action));
+function inCategories(set: CategorySet, facts: ActionFacts): boolean {
+  const name = facts.action.merchant?.category?.toLowerCase();
+  return (name !== undefined && set.stripeNames.has(name)) || intersects(set.mccs, facts.mccs);
 }
 
 function intersects(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

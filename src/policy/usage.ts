@@ -30,7 +30,7 @@ export interface ReservationFacts {
 }
 
 export function usageKey(spec: Omit<UsageSpec, 'end'>): string {
-  return [spec.window, spec.start.toISOString(), spec.currency, spec.actionFilter, spec.counterparty].join('|');
+  return `${spec.window}|${spec.start.getTime()}|${spec.currency}|${spec.actionFilter}|${spec.counterparty}`;
 }
 
 export function actionFilterOf(actionTypes: readonly string[] | undefined): string {
@@ -50,17 +50,16 @@ export function counts(spec: UsageSpec, r: ReservationFacts): boolean {
 
 /** The counter a stateful rule reads for this action, or undefined for a stateless rule. */
 export function usageSpecFor(rule: CompiledRule, action: Action, now: Date, timezone: string): UsageSpec | undefined {
-  const bounds = (window: Window) => windowBounds(window, now, timezone);
   const actionFilter = actionFilterOf(rule.actionTypes);
   switch (rule.type) {
     case 'velocity_limit':
-      return { window: rule.window, ...bounds(rule.window), currency: rule.limit.currency, actionFilter, counterparty: '' };
+      return { window: rule.window, ...windowBounds(rule.window, now, timezone), currency: rule.limit.currency, actionFilter, counterparty: '' };
     case 'rate_limit':
-      return { window: rule.window, ...bounds(rule.window), currency: '', actionFilter, counterparty: '' };
+      return { window: rule.window, ...windowBounds(rule.window, now, timezone), currency: '', actionFilter, counterparty: '' };
     case 'counterparty_limit':
       return {
         window: rule.window,
-        ...bounds(rule.window),
+        ...windowBounds(rule.window, now, timezone),
         currency: rule.limit?.currency ?? '',
         actionFilter,
         counterparty: action.counterparty ?? '',

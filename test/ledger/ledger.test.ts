@@ -56,7 +56,7 @@ test('when 200 concurrent reservations of 1 USD meet a 50 USD daily limit in one
   const results = await Promise.all(Array.from({ length: 200 }, (_, i) => ledger.check(input(agent, `k${i}`))));
   assert.equal(results.filter((r) => r.decision.decision === 'allow').length, 50);
   assert.equal(results.filter((r) => r.decision.reasonCode === 'velocity_limit').length, 150);
-  const [{ count }] = await knex('reservations').where({ agent_id: agent.agentId }).count({ count: '*' });
+  const [{ count } = { count: 0 }] = await knex('decisions').where({ agent_id: agent.agentId }).whereNotNull('status').count({ count: '*' });
   assert.equal(Number(count), 50);
   const [counter] = await counters(agent.agentId);
   assert.equal(counter.reserved, 5000);
@@ -71,7 +71,7 @@ test('when two gateway processes reserve 100 each against one 50 USD daily limit
   const allowedA = JSON.parse(a.stdout).allowed as number;
   const allowedB = JSON.parse(b.stdout).allowed as number;
   assert.equal(allowedA + allowedB, 50);
-  const [{ count }] = await knex('reservations').where({ agent_id: agent.agentId }).count({ count: '*' });
+  const [{ count } = { count: 0 }] = await knex('decisions').where({ agent_id: agent.agentId }).whereNotNull('status').count({ count: '*' });
   assert.equal(Number(count), 50);
   const [counter] = await counters(agent.agentId);
   assert.equal(counter.reserved, 5000);
@@ -111,7 +111,7 @@ test('when reservations are committed, released or marked unknown, then the budg
   assert.equal((await ledger.check(input(agent, 'f', { amount: 2500 }))).decision.decision, 'allow');
   // Final states do not move again; a second settle is a no-op.
   assert.equal(await ledger.settle(agent.agentId, 'b', 'committed'), 'released');
-  assert.equal((await knex('reservations').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
+  assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
 });
 
 test('when the policy gains a new limit mid-day, then its counter starts from what was already reserved today', async () => {
@@ -141,8 +141,7 @@ test('when a check is simulated, then nothing is recorded or reserved', async ()
   const agent = await agentWith(dailyFifty);
   const result = await ledger.check({ ...input(agent, 'sim', { amount: 5000 }), simulate: true });
   assert.equal(result.decision.decision, 'allow');
-  assert.equal((await knex('checks').where({ agent_id: agent.agentId })).length, 0);
-  assert.equal((await knex('reservations').where({ agent_id: agent.agentId })).length, 0);
+  assert.equal((await knex('decisions').where({ agent_id: agent.agentId })).length, 0);
   assert.equal((await counters(agent.agentId)).every((c) => c.reserved === 0), true);
 });
 

@@ -1,0 +1,17 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect, migrate } from '../src/db/database.js';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { benchLedger } from './ledger.js';
+const dir = await mkdtemp(path.join(tmpdir(), 'lb-'));
+const db = await startEmbeddedPostgres(dir, { info: () => {}, warn: console.error }, 'lb');
+const knex = connect(db.url, 10);
+await migrate(knex);
+const times = new Map<string, number>();
+const starts = new Map<string, [number, string]>();
+knex.on('query', (q) => starts.set(q.__knexQueryUid, [performance.now(), String(q.sql).slice(0, 40)]));
+knex.on('query-response', (_r, q) => { const s = starts.get(q.__knexQueryUid); if (s) times.set(s[1], (times.get(s[1]) ?? 0) + performance.now() - s[0]); });
+console.log(await benchLedger(knex, Number(process.argv[2] ?? 1), 10000, 64));
+console.log([...times.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => `${v.toFixed(0)} ms  ${k}`).join('\n'));
+await knex.destroy(); await db.stop();

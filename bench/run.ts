@@ -1,0 +1,33 @@
+// `npm run bench`: prints figures, never asserts timings. Uses DATABASE_URL if set, else a
+// throwaway embedded PostgreSQL with durable commits (fsync and synchronous_commit on).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect, migrate } from '../src/db/database.js';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { benchDecide } from './decide.js';
+import { benchLedger } from './ledger.js';
+
+const dataDir = await mkdtemp(path.join(tmpdir(), 'spendgate-bench-'));
+const db = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres(dataDir, { info: () => undefined, warn: console.error }, 'spendgate_bench');
+const url = process.env.DATABASE_URL ?? db?.url ?? '';
+const knex = connect(url, 10);
+try {
+  await migrate(knex);
+  const settings = await knex.raw(`select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'server_version')`);
+  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
+  console.log(`postgres: ${settings.rows.map((r: { name: string; setting: string }) => `${r.name}=${r.setting}`).join(' ')}`);
+
+  const d = benchDecide();
+  console.log(`\ndecide(): ${d.rules}-rule policy: ${d.perDecisionUs.toFixed(2)} µs per decision (${d.decisionsPerSecond.toLocaleString('en')} decisions/s, one core)`);
+
+  console.log('\nledger: durable reservations (decide + reserve + record, one transaction per coalesced batch)');
+  for (const [budgets, total, concurrency] of [[1, 20000, 64], [64, 20000, 64]] as const) {
+    const f = await benchLedger(knex, budgets, total, concurrency);
+    console.log(`  ${String(budgets).padStart(2)} budget${budgets === 1 ? ' ' : 's'}: ${f.perSecond.toLocaleString('en').padStart(6)} reservations/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.reservations} reservations, ${f.concurrency} in flight)`);
+  }
+} finally {
+  await knex.destroy();
+  await db?.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}

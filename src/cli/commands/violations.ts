@@ -1,0 +1,77 @@
+// `spend violations`: the log of blocked and escalated actions, newest first, one page at a time
+// (--cursor) or every page (--all).
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { CliError } from '../client.js';
+import type { CommandContext } from '../context.js';
+import { positiveInteger } from '../options.js';
+import { truncate, when } from '../output.js';
+
+interface Violation {
+  violation_id: string;
+  agent_id: string;
+  policy_id: string | null;
+  policy_version: number | null;
+  action_type: string;
+  amount: number;
+  currency: string;
+  counterparty: string | null;
+  decision: string;
+  reason_code: string | null;
+  message: string | null;
+  violated_rule_id: string | null;
+  timestamp: string;
+}
+interface Page {
+  data: Violation[];
+  pagination: { next_cursor: string | null; has_more: boolean; total_count: number };
+}
+interface Filters {
+  agent?: string;
+  policy?: string;
+  decision?: string;
+  reason?: string;
+  from?: string;
+  to?: string;
+  limit?: number;
+  cursor?: string;
+  all?: boolean;
+}
+
+export function registerViolationCommands(program: Command, ctx: CommandContext): void {
+  program
+    .command('violations')
+    .description('list blocked and escalated actions, newest first')
+    .option('--agent <id>', 'only this agent')
+    .option('--policy <id>', 'only this policy')
+    .addOption(new Option('--decision <decision>', 'only this decision').choices(['block', 'escalate']))
+    .option('--reason <code>', 'only this reason code (rule type), e.g. max_amount')
+    .option('--from <iso>', 'at or after this time (ISO 8601)')
+    .option('--to <iso>', 'before this time (ISO 8601)')
+    .option('--limit <n>', 'entries per page (1-100)', positiveInteger)
+    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
+    .option('--all', 'follow the cursor through every page')
+    .action(async (opts: Filters, cmd: Command) => {
+      const out = ctx.output(cmd);
+      const client = await ctx.client(cmd);
+      const query = { agent_id: opts.agent, policy_id: opts.policy, decision: opts.decision, reason_code: opts.reason, from: opts.from, to: opts.to };
+      let page = await client.request<Page>('GET', '/violations', { query: { ...query, limit: opts.limit ?? (opts.all ? 100 : undefined), cursor: opts.cursor } });
+      const data = [...page.data];
+      while (opts.all && page.pagination.has_more) {
+        const cursor = page.pagination.next_cursor;
+        if (!cursor) throw new CliError('the gateway said there are more violations but gave no cursor');
+        page = await client.request<Page>('GET', '/violations', { query: { ...query, limit: opts.limit ?? 100, cursor } });
+        if (page.data.length === 0) break;
+        data.push(...page.data);
+      }
+      const pagination = opts.all ? { next_cursor: null, has_more: false, total_count: page.pagination.total_count } : page.pagination;
+      if (out.json) return out.printJson({ data, pagination });
+      if (data.length === 0) return out.line('No violations match.');
+      out.table(
+        ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Decision', 'Reason', 'Rule', 'Policy', 'Message'],
+        data.map((v) => [when(v.timestamp), v.agent_id, v.action_type, `${v.amount} ${v.currency}`, v.counterparty, v.decision, v.reason_code, v.violated_rule_id, v.policy_id ? `${v.policy_id} v${v.policy_version ?? '?'}` : null, truncate(v.message, 60)]),
+      );
+      out.line(`${data.length} of ${pagination.total_count} violation${pagination.total_count === 1 ? '' : 's'}.`);
+      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
+    });
+}
