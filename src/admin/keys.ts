@@ -29,17 +29,19 @@ export function keyRoutes(knex: Knex): Router {
     req.log.warn({ count: revoked.length, agent_id: body.agent_id ?? 'all' }, 'agent API keys revoked');
     res.json({ revoked: revoked.length, data: revoked.map(presentKey) });
   });
-  router.post('/api-keys/:id/revoke', async (req, res) => {
-    const revoked = await revokeKey(knex, req.params.id);
-    req.log.warn({ key_id: revoked.id }, 'API key revoked');
-    res.json(presentKey(revoked));
-  });
-  router.post('/api-keys/:id/rotate', async (req, res) => {
-    const body = parse(rotateSchema, req.body, 'rotation');
-    const { record, key, previous } = await rotateKey(knex, req.params.id, body.grace_hours, body.expires_in_days);
-    req.log.info({ key_id: record.id, previous_key_id: previous.id }, 'API key rotated');
-    res.status(201).json({ ...presentKey(record), key, previous: presentKey(previous) });
-  });
+  for (const [path, kind] of [['/api-keys', 'agent'], ['/admin-keys', 'admin']] as const) {
+    router.post(`${path}/:id/revoke`, async (req, res) => {
+      const revoked = await revokeKey(knex, req.params.id, kind);
+      req.log.warn({ key_id: revoked.id, kind }, 'API key revoked');
+      res.json(presentKey(revoked));
+    });
+    router.post(`${path}/:id/rotate`, async (req, res) => {
+      const body = parse(rotateSchema, req.body, 'rotation');
+      const { record, key, previous } = await rotateKey(knex, req.params.id, kind, body.grace_hours, body.expires_in_days);
+      req.log.info({ key_id: record.id, previous_key_id: previous.id, kind }, 'API key rotated');
+      res.status(201).json({ ...presentKey(record), key, previous: presentKey(previous) });
+    });
+  }
   router.post('/admin-keys', async (req, res) => {
     const body = parse(adminKeySchema, req.body, 'admin key');
     const { record, key } = await createKey(knex, { kind: 'admin', expiresInDays: body.expires_in_days, description: body.description });

@@ -25,9 +25,10 @@ export function policyRoutes(knex: Knex): Router {
     const file = typeof req.query.file === 'string' ? req.query.file.slice(0, 200) : 'SPEND.md';
     const result = await applySpendMd(knex, markdownBody(req.body), { file, allowUnenforced: flag(req.query.allow_unenforced), createdBy: req.principal?.keyId });
     req.log.info({ agent_id: result.agent.id, policy_id: result.policy.policy_id, version: result.policy.version, unenforced: result.unenforced.map((s) => s.key) }, 'SPEND.md applied');
-    res.status(201).json({
+    res.status(result.unchanged ? 200 : 201).json({
       agent: result.agent,
       policy: result.policy,
+      unchanged: result.unchanged ?? false,
       not_enforced: result.unenforced,
       inactive: result.inactive,
     });

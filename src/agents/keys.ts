@@ -79,9 +79,9 @@ export async function listKeys(knex: Knex, filter: { agentId?: string; kind?: 'a
   return query;
 }
 
-export async function revokeKey(knex: Knex, id: string): Promise<KeyRecord> {
-  const [row] = await knex('api_keys').where({ id }).update({ revoked_at: knex.raw('coalesce(revoked_at, now())') }).returning(COLUMNS);
-  if (!row) throw new AppError('not_found', `No API key "${id}"`);
+export async function revokeKey(knex: Knex, id: string, kind: 'agent' | 'admin'): Promise<KeyRecord> {
+  const [row] = await knex('api_keys').where({ id, kind }).update({ revoked_at: knex.raw('coalesce(revoked_at, now())') }).returning(COLUMNS);
+  if (!row) throw new AppError('not_found', `No ${kind} key "${id}"`);
   return row as KeyRecord;
 }
 
@@ -93,10 +93,10 @@ export async function revokeAgentKeys(knex: Knex, agentId?: string): Promise<Key
 }
 
 /** A new key of the same kind and mode; the old one keeps working for `graceHours`, then expires. */
-export async function rotateKey(knex: Knex, id: string, graceHours: number, expiresInDays?: number): Promise<{ record: KeyRecord; key: string; previous: KeyRecord }> {
+export async function rotateKey(knex: Knex, id: string, kind: 'agent' | 'admin', graceHours: number, expiresInDays?: number): Promise<{ record: KeyRecord; key: string; previous: KeyRecord }> {
   return knex.transaction(async (trx) => {
-    const old = await trx('api_keys').where({ id }).forUpdate().first();
-    if (!old) throw new AppError('not_found', `No API key "${id}"`);
+    const old = await trx('api_keys').where({ id, kind }).forUpdate().first();
+    if (!old) throw new AppError('not_found', `No ${kind} key "${id}"`);
     if (old.revoked_at) throw new AppError('conflict', `API key "${id}" is revoked and cannot be rotated`);
     const created = old.kind === 'admin'
       ? await createKey(trx, { kind: 'admin', expiresInDays, description: old.description ?? undefined })

@@ -25,28 +25,47 @@ export function formatPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
-function zodIssues(error: z.ZodError, prefix: readonly PropertyKey[] = []): PolicyIssue[] {
+function zodIssues(error: z.ZodError, input: unknown, prefix: readonly PropertyKey[] = []): PolicyIssue[] {
   return error.issues.map((issue) => {
     const path = [...prefix, ...issue.path];
     const unknownKeys = issue.code === 'unrecognized_keys' ? issue.keys : [];
-    return unknownKeys.length > 0
-      ? { path: formatPath([...path, unknownKeys[0] ?? '']), message: `unknown key ${unknownKeys.map((k) => `"${k}"`).join(', ')}` }
-      : { path: formatPath(path), message: issue.message };
+    if (unknownKeys.length > 0) {
+      return { path: formatPath([...path, unknownKeys[0] ?? '']), message: `unknown key ${unknownKeys.map((k) => `"${k}"`).join(', ')}` };
+    }
+    const missing = issue.path.length > 0 && valueAt(input, issue.path) === undefined;
+    return { path: formatPath(path), message: missing ? 'is required' : issue.message };
   });
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  return path.reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined), value);
 }
 
 /** Validates and normalizes a document; throws PolicyError listing every issue. */
 export function parsePolicyDocument(input: unknown): z.output<typeof policyDocumentSchema> {
   const parsed = policyDocumentSchema.safeParse(input);
-  if (!parsed.success) throw new PolicyError(zodIssues(parsed.error));
+  if (!parsed.success) throw new PolicyError(zodIssues(parsed.error, input));
   return parsed.data;
 }
 
+/** Rules as given, even when the document around them is invalid, so their issues are reported too. */
+function rawRules(input: unknown): { rule_id: string; rule_type: string; description: string; parameters: Record<string, unknown> }[] {
+  const rules = (input as { rules?: unknown } | null)?.rules;
+  if (!Array.isArray(rules)) return [];
+  return rules.map((r) => {
+    const rule = (r ?? {}) as Record<string, unknown>;
+    const parameters = rule.parameters && typeof rule.parameters === 'object' && !Array.isArray(rule.parameters) ? (rule.parameters as Record<string, unknown>) : {};
+    return { rule_id: String(rule.rule_id ?? ''), rule_type: String(rule.rule_type ?? ''), description: typeof rule.description === 'string' ? rule.description : '', parameters };
+  });
+}
+
 export function compilePolicy(input: unknown, version: number): CompiledPolicy {
-  const document = parsePolicyDocument(input);
   const issues: PolicyIssue[] = [];
+  const parsed = policyDocumentSchema.safeParse(input);
+  if (!parsed.success) issues.push(...zodIssues(parsed.error, input));
+  const document = parsed.success ? parsed.data : { policy_id: '', default_currency: undefined, rules: rawRules(input) };
   const seenIds = new Set<string>();
-  const defaultCurrency = document.default_currency ?? soleCurrency(document);
+  const defaultCurrency = document.default_currency?.toLowerCase() ?? soleCurrency(document);
   const rules: CompiledRule[] = [];
 
   document.rules.forEach((rule, index) => {
@@ -54,17 +73,18 @@ export function compilePolicy(input: unknown, version: number): CompiledPolicy {
     if (seenIds.has(rule.rule_id)) issues.push({ path: at('rule_id'), message: `duplicate rule_id "${rule.rule_id}"` });
     seenIds.add(rule.rule_id);
     if (!(RULE_TYPES as string[]).includes(rule.rule_type)) {
-      issues.push({ path: at('rule_type'), message: `unknown rule_type "${rule.rule_type}" (one of ${RULE_TYPES.join(', ')})` });
+      const reported = issues.some((i) => i.path === at('rule_type'));
+      if (!reported) issues.push({ path: at('rule_type'), message: `unknown rule_type "${rule.rule_type}" (one of ${RULE_TYPES.join(', ')})` });
       return;
     }
     const type = rule.rule_type as RuleType;
-    const parsed = ruleParameters[type].safeParse(rule.parameters);
-    if (!parsed.success) {
-      issues.push(...zodIssues(parsed.error, ['rules', index, 'parameters']));
+    const params = ruleParameters[type].safeParse(rule.parameters);
+    if (!params.success) {
+      issues.push(...zodIssues(params.error, rule.parameters, ['rules', index, 'parameters']));
       return;
     }
     const problems: PolicyIssue[] = [];
-    const compiled = compileRule(type, parsed.data as Record<string, unknown>, {
+    const compiled = compileRule(type, params.data as Record<string, unknown>, {
       id: rule.rule_id,
       description: rule.description,
       defaultCurrency,
@@ -79,7 +99,7 @@ export function compilePolicy(input: unknown, version: number): CompiledPolicy {
 }
 
 /** The only currency the document's rules name, if exactly one; rules without one inherit it. */
-function soleCurrency(document: PolicyDocument): string | undefined {
+function soleCurrency(document: Pick<PolicyDocument, 'rules'>): string | undefined {
   const named = new Set(
     document.rules
       .map((r) => (r.parameters as Record<string, unknown> | undefined)?.currency)

@@ -123,7 +123,7 @@ function evaluate(rule: CompiledRule, facts: ActionFacts, ctx: DecisionContext, 
       if (!rule.above && !rule.notifyAtOrAbove) {
         return { outcome: 'escalate', message: `${action.actionType} requires human approval` };
       }
-      const verdict = uncoveredCurrency(rule, rule.currency, action, policy, 'escalate');
+      const verdict = uncoveredCurrency(rule, rule.currency, action, policy);
       if (verdict) return verdict;
       if (rule.currency !== action.currency) return PASS;
       if (rule.above && action.amount > rule.above.amount) {
@@ -202,10 +202,11 @@ function evaluate(rule: CompiledRule, facts: ActionFacts, ctx: DecisionContext, 
         : { outcome: 'block', message: `Currency ${action.currency.toUpperCase()} is not allowed` };
     case 'time_window': {
       const { day, minute } = localClock(ctx.now, ctx.timezone);
-      const inHours = rule.startMinute < rule.endMinute
-        ? minute >= rule.startMinute && minute < rule.endMinute
-        : minute >= rule.startMinute || minute < rule.endMinute;
-      if (rule.days.has(day) && inHours) return PASS;
+      const overnight = rule.startMinute > rule.endMinute;
+      const inHours = overnight ? minute >= rule.startMinute || minute < rule.endMinute : minute >= rule.startMinute && minute < rule.endMinute;
+      // The early hours of an overnight window (Fri 22:00–06:00) belong to the day it started.
+      const windowDay = overnight && minute < rule.endMinute ? previousDay(day) : day;
+      if (rule.days.has(windowDay) && inHours) return PASS;
       return { outcome: 'block', message: `Outside the allowed hours (${clock(rule.startMinute)}–${clock(rule.endMinute)} ${[...rule.days].join(',')}, ${ctx.timezone})` };
     }
     case 'duplicate_window': {
@@ -297,6 +298,11 @@ function describeCategory(action: Action): string {
 
 function windowName(window: Window): string {
   return { hourly: 'Hourly', daily: 'Daily', weekly: 'Weekly', monthly: 'Monthly' }[window];
+}
+
+function previousDay(day: string): string {
+  const days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+  return days[(days.indexOf(day) + 6) % 7] ?? day;
 }
 
 function clock(minute: number): string {

@@ -1,6 +1,7 @@
 // The rule model: what a policy document may say (JSON rules, seed 002) and the compiled form
 // decide() reads. SPEND.md compiles to the same document, so there is one model, two front doors.
 import { z } from 'zod';
+import { isCurrency } from '../money.js';
 import type { Money } from '../money.js';
 
 export const WINDOWS = ['hourly', 'daily', 'weekly', 'monthly'] as const;
@@ -10,7 +11,7 @@ const windowSchema = z
   .transform((w): Window => (w.endsWith('ly') ? (w as Window) : w === 'day' ? 'daily' : (`${w}ly` as Window)));
 
 const major = z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?$/)]);
-const currency = z.string().regex(/^[A-Za-z]{3}$/, 'must be a 3-letter ISO 4217 code');
+const currency = z.string().refine(isCurrency, { error: (issue) => `unknown currency "${String(issue.input)}" (an ISO 4217 code such as "USD")` });
 const actionType = z.string().regex(/^[a-z][a-z0-9_.]{0,63}$/, 'must be a lower-case action name such as "refund"');
 const actionTypes = z.array(actionType).min(1);
 const names = z.array(z.string().trim().min(1).max(253));
@@ -60,7 +61,7 @@ export const ruleParameters = {
     .refine((p) => (p.allowed_countries === undefined) !== (p.blocked_countries === undefined), {
       message: 'give exactly one of allowed_countries or blocked_countries',
     }),
-  currency_allowlist: z.strictObject({ currencies: z.array(currency), action_types: actionTypes.optional() }),
+  currency_allowlist: z.strictObject({ currencies: z.array(z.string().regex(/^[A-Za-z]{3}$/, 'must be a 3-letter ISO 4217 code')), action_types: actionTypes.optional() }),
   time_window: z.strictObject({
     days: z.array(day).min(1).default(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']),
     start: clock,

@@ -45,6 +45,12 @@ export function parseSpendMd(text: string, file = 'SPEND.md'): SpendMdPolicy {
   const issues: SpendMdIssue[] = [];
   const fail = (line: number, key: string, message: string) => issues.push({ file, line, key, message });
   const entries = new Map<string, Entry>();
+  // A key set twice would silently loosen (or tighten) a limit: always an error.
+  const add = (entry: Entry) => {
+    const first = entries.get(entry.key);
+    if (first) fail(entry.line, entry.key, `${entry.key} is set twice (first on line ${first.line})`);
+    else entries.set(entry.key, entry);
+  };
 
   for (const section of splitSections(text, fail)) {
     const wrapper = SECTIONS[section.name];
@@ -70,11 +76,11 @@ export function parseSpendMd(text: string, file = 'SPEND.md'): SpendMdPolicy {
         for (const inner of pair.value.items) {
           if (!isPair(inner) || !isScalar(inner.key)) continue;
           const key = `${wrapper}.${String(inner.key.value)}`;
-          entries.set(key, { key, value: (inner.value as YamlNode | null)?.toJSON() ?? null, line: lineOf(inner.key as YamlNode) });
+          add({ key, value: (inner.value as YamlNode | null)?.toJSON() ?? null, line: lineOf(inner.key as YamlNode) });
         }
       } else {
         const key = wrapper ? `${wrapper}.${top}` : top;
-        entries.set(key, { key, value: (pair.value as YamlNode | null)?.toJSON() ?? null, line: lineOf(pair.key as YamlNode) });
+        add({ key, value: (pair.value as YamlNode | null)?.toJSON() ?? null, line: lineOf(pair.key as YamlNode) });
       }
     }
   }
