@@ -46,15 +46,15 @@ const schema = z
         }
       }, 'must be "decline" or "approve_under:<amount> <CURRENCY>", e.g. approve_under:10 USD'),
     TRUST_PROXY: z.string().optional(),
-  })
-  .superRefine((env, ctx) => {
-    const live = [['STRIPE_SECRET_KEY', env.STRIPE_SECRET_KEY], ['LITHIC_API_KEY', undefined]] as const;
-    for (const [name, value] of live) {
-      if (value && /^(sk|rk)_live_/.test(value) && env.NODE_ENV !== 'production') {
-        ctx.addIssue({ code: 'custom', path: [name], message: 'is a live key but NODE_ENV is not "production"; refusing to start' });
-      }
-    }
   });
+
+/** Checked on the raw environment, so it is reported together with every other problem. */
+function liveKeyProblems(env: Record<string, string | undefined>): string[] {
+  if (env.NODE_ENV === 'production') return [];
+  return ['STRIPE_SECRET_KEY']
+    .filter((name) => /^(sk|rk)_live_/.test(env[name] ?? ''))
+    .map((name) => `${name} is a live key but NODE_ENV is not "production"; refusing to start`);
+}
 
 export type Config = z.output<typeof schema>;
 
@@ -68,9 +68,11 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'} ${i.message}`));
-  }
+  const problems = [
+    ...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'} ${i.message}`)),
+    ...liveKeyProblems(cleaned),
+  ];
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return parsed.data;
 }
 

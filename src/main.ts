@@ -32,8 +32,7 @@ try {
       },
     );
   };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 } catch (error) {
   logger.fatal({ err: error }, `spendgate did not start: ${(error as Error).message}`);
   process.exitCode = 1;
