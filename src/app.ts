@@ -24,21 +24,24 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   adminToken?: string;
+  /** Which proxies' X-Forwarded-For is believed (express "trust proxy"); default none. */
+  trustProxy?: false | number | string[];
   now?: () => Date;
 }
 
-function base(logger: Logger): Express {
+function base(deps: AppDeps): Express {
   const app = express();
+  app.set('trust proxy', deps.trustProxy ?? false);
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet({ contentSecurityPolicy: false }));
-  app.use(requestLogging(logger));
+  app.use(requestLogging(deps.logger));
   return app;
 }
 
 /** The agent port: the check API, health and metrics (the Stripe mirror and webhooks join later). */
 export function createAgentApp(deps: AppDeps): Express {
-  const app = base(deps.logger);
+  const app = base(deps);
   mountAgent(app, deps);
   app.use(notFound);
   app.use(errorHandler('agent'));
@@ -47,7 +50,7 @@ export function createAgentApp(deps: AppDeps): Express {
 
 /** The admin port: /admin/v1/* behind admin credentials. */
 export function createAdminApp(deps: AppDeps): Express {
-  const app = base(deps.logger);
+  const app = base(deps);
   mountAdmin(app, deps);
   app.use(notFound);
   app.use(errorHandler('admin'));
@@ -56,7 +59,7 @@ export function createAdminApp(deps: AppDeps): Express {
 
 /** ADMIN_PORT equal to PORT: one listener serves both. */
 export function createCombinedApp(deps: AppDeps): Express {
-  const app = base(deps.logger);
+  const app = base(deps);
   mountAdmin(app, deps);
   mountAgent(app, deps);
   app.use(notFound);

@@ -45,7 +45,17 @@ const schema = z
           return false;
         }
       }, 'must be "decline" or "approve_under:<amount> <CURRENCY>", e.g. approve_under:10 USD'),
-    TRUST_PROXY: z.string().optional(),
+    TRUST_PROXY: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined || v.trim() === '') return false as const;
+        if (/^\d+$/.test(v.trim())) return Number(v.trim());
+        const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+        const ok = entries.every((e) => ['loopback', 'linklocal', 'uniquelocal'].includes(e) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(e));
+        if (!ok) ctx.addIssue({ code: 'custom', message: 'must be a hop count, or comma-separated IPs/CIDRs (or loopback, linklocal, uniquelocal)' });
+        return entries;
+      }),
   });
 
 /** Checked on the raw environment, so it is reported together with every other problem. */

@@ -58,7 +58,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     throw error;
   }
 
-  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN };
+  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY };
   const servers: Server[] = [];
   const listen = (app: ReturnType<typeof createAgentApp>, port: number, host: string) =>
     new Promise<Server>((resolve, reject) => {

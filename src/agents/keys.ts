@@ -56,7 +56,7 @@ export async function createKey(
   return { record: record as KeyRecord, key };
 }
 
-/** The principal a presented key belongs to, or undefined (unknown, revoked, expired, frozen agent). */
+/** The principal a presented key belongs to, or undefined (unknown, revoked or expired). */
 export async function authenticateKey(knex: Knex, presented: string, now = new Date()): Promise<Principal | undefined> {
   if (!KEY_PATTERN.test(presented)) return undefined;
   const hash = hashKey(presented);

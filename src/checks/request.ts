@@ -84,7 +84,8 @@ function refundAge(meta: Record<string, unknown>, now: Date): number | undefined
 
 /** Same key + same parameters = the same request; anything else is an idempotency error. */
 export function requestHash(request: CheckRequest, policyId: string): string {
-  const { idempotency_key: _k, simulate: _s, ...rest } = request;
+  // agent_id is implied by the key (a mismatch is refused before this), so it is not a parameter.
+  const { idempotency_key: _k, simulate: _s, agent_id: _a, ...rest } = request;
   return createHash('sha256').update(JSON.stringify(canonical({ ...rest, policy_id: policyId }))).digest('hex');
 }
 

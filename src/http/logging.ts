@@ -34,7 +34,7 @@ export function requestLogging(logger: Logger) {
     },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
     serializers: {
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url?.split('?')[0] }),
+      req: (req: { id: string; method: string; url: string; raw?: { ip?: string } }) => ({ id: req.id, method: req.method, url: req.url?.split('?')[0], ip: req.raw?.ip }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
     autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },

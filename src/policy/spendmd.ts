@@ -14,8 +14,12 @@ export interface SpendMdIssue {
 }
 
 export class SpendMdError extends Error {
-  constructor(readonly issues: SpendMdIssue[]) {
+  readonly issues: SpendMdIssue[];
+
+  constructor(issues: SpendMdIssue[]) {
+    issues = [...issues].sort((a, b) => a.line - b.line);
     super(issues.map((i) => `${i.file}: line ${i.line}: ${i.key ? `${i.key}: ` : ''}${i.message}`).join('\n'));
+    this.issues = issues;
   }
 }
 

@@ -173,7 +173,8 @@ export function validateSpendMd(text: string, file = 'SPEND.md') {
   return parsed;
 }
 
-function spendMdAppError(issues: { file: string; line: number; key: string; message: string }[]): AppError {
+function spendMdAppError(unsorted: { file: string; line: number; key: string; message: string }[]): AppError {
+  const issues = [...unsorted].sort((a, b) => a.line - b.line);
   const first = issues[0];
   const summary = first ? `${first.file}: line ${first.line}: ${first.key ? `${first.key}: ` : ''}${first.message}` : 'invalid SPEND.md';
   return new AppError('invalid_policy', issues.length > 1 ? `${summary} (and ${issues.length - 1} more)` : summary, issues.map(({ line, key, message }) => ({ line, key, message })));

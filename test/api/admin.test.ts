@@ -41,8 +41,6 @@ const refundPolicy = (policyId: string) => ({
   ],
 });
 
-const KEY_FORMAT = /^sg_(test|live)_[0-9A-Za-z]{32,}$/;
-
 /** Fields that are details' names, for "details lists the field" assertions. */
 function detailFields(body: Json): string[] {
   assert.ok(Array.isArray(body?.error?.details), `expected error.details, got ${JSON.stringify(body)}`);
@@ -583,6 +581,8 @@ test('when a SPEND.md has a bad value, then it answers 422 naming the line and k
   const res = await gw.admin('POST', '/policies/apply', text);
   assertAdminError(res, 422, 'invalid_policy');
   assert.match(res.body.error.message, /line 8\b/);
+  assert.match(res.body.error.message, /SPEND\.md/);
+  assert.match(res.body.error.message, /spend\.daily_limit/);
   const details = res.body.error.details as Json[];
   assert.ok(Array.isArray(details) && details.length >= 1);
   const issue = details.find((d) => d.key === 'spend.daily_limit');
@@ -604,6 +604,25 @@ test('when a SPEND.md has a misspelt key, then the error points at its line', as
   const issue = (res.body.error.details as Json[]).find((d) => d.line === 9);
   assert.ok(issue, JSON.stringify(res.body.error.details));
   assert.match(String(issue.key), /montly_limit/);
+});
+
+test('when the SPEND.md is applied with ?file=, then errors name that file', async () => {
+  const res = await gw.admin('POST', '/policies/apply?file=agents/buyer.SPEND.md', spendMd(uniqueId('md-file'), ['per_transaction: 10 GBPX']));
+  assertAdminError(res, 422, 'invalid_policy');
+  assert.match(res.body.error.message, /^agents\/buyer\.SPEND\.md: line 7\b/);
+});
+
+test('when a SPEND.md names its own policy_id, then that policy is created and bound to the agent', async () => {
+  const agentId = uniqueId('md-agent');
+  const policyId = uniqueId('md-policy');
+  const text = ['# SPEND.md', '## Identity', `agent_name: ${agentId}`, 'owner: ops@example.com', `policy_id: ${policyId}`, 'timezone: Asia/Tokyo', '## Spending', 'spend:', 'per_transaction: 10 USD', ''].join('\n');
+  const res = await gw.admin('POST', '/policies/apply', text);
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  assert.equal(res.body.policy.policy_id, policyId);
+  const agent = await gw.admin('GET', `/agents/${agentId}`);
+  assert.equal(agent.body.policy_id, policyId);
+  assert.equal(agent.body.timezone, 'Asia/Tokyo');
+  assertAdminError(await gw.admin('GET', `/policies/${agentId}`), 404, 'not_found');
 });
 
 test('when a bad SPEND.md is applied to an existing agent, then its version in force is kept', async () => {

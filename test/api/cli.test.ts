@@ -259,7 +259,7 @@ test('when an agent is blocked, then violations shows it as a table and as JSON'
 
   const table = await spend(['violations', '--agent', agentId]);
   assert.equal(table.code, 0, table.stderr);
-  assert.match(table.stdout, new RegExp(`${agentId} .*purchase .*60 USD .*block .*max_amount .*max `));
+  assert.match(table.stdout, new RegExp(`${agentId} .*purchase .*60\\.00 USD .*block .*max_amount .*max `));
   assert.match(table.stdout, /2 of 2 violations/);
 
   const json = await spendJson(['violations', '--agent', agentId, '--decision', 'block', '--reason', 'max_amount', '--policy', policyId]);

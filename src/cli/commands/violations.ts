@@ -6,6 +6,7 @@ import { CliError } from '../client.js';
 import type { CommandContext } from '../context.js';
 import { positiveInteger } from '../options.js';
 import { truncate, when } from '../output.js';
+import { formatMoney } from '../../money.js';
 
 interface Violation {
   violation_id: string;
@@ -14,6 +15,7 @@ interface Violation {
   policy_version: number | null;
   action_type: string;
   amount: number;
+  amount_minor?: number;
   currency: string;
   counterparty: string | null;
   decision: string;
@@ -69,7 +71,7 @@ export function registerViolationCommands(program: Command, ctx: CommandContext)
       if (data.length === 0) return out.line('No violations match.');
       out.table(
         ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Decision', 'Reason', 'Rule', 'Policy', 'Message'],
-        data.map((v) => [when(v.timestamp), v.agent_id, v.action_type, `${v.amount} ${v.currency}`, v.counterparty, v.decision, v.reason_code, v.violated_rule_id, v.policy_id ? `${v.policy_id} v${v.policy_version ?? '?'}` : null, truncate(v.message, 60)]),
+        data.map((v) => [when(v.timestamp), v.agent_id, v.action_type, typeof v.amount_minor === 'number' ? formatMoney({ amount: v.amount_minor, currency: v.currency.toLowerCase() }) : `${v.amount} ${v.currency}`, v.counterparty, v.decision, v.reason_code, v.violated_rule_id, v.policy_id ? `${v.policy_id} v${v.policy_version ?? '?'}` : null, truncate(v.message, 60)]),
       );
       out.line(`${data.length} of ${pagination.total_count} violation${pagination.total_count === 1 ? '' : 's'}.`);
       if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
