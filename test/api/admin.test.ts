@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ADMIN_TOKEN, agentWithPolicy, startTestGateway, uniqueId } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
+import { seedRefundPolicy } from '../fixtures/policies.js';
 
 let gw: TestGateway;
 before(async () => {
@@ -29,17 +30,7 @@ async function rawAdmin(method: string, path: string, headers: Record<string, st
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-/** Seed 002's refund policy. */
-const refundPolicy = (policyId: string) => ({
-  policy_id: policyId,
-  name: 'My Refund Policy',
-  description: 'Controls AI agent refund authorization',
-  rules: [
-    { rule_id: 'r1', rule_type: 'max_amount', description: 'Block refunds over $500', parameters: { limit: 500, currency: 'USD' } },
-    { rule_id: 'r2', rule_type: 'escalate_if', description: 'Escalate refunds over $200', parameters: { amount_above: 200, action_types: ['refund'] } },
-    { rule_id: 'r3', rule_type: 'refund_age_limit', description: 'Block refunds older than 30 days', parameters: { max_days: 30 } },
-  ],
-});
+const refundPolicy = seedRefundPolicy;
 
 /** Fields that are details' names, for "details lists the field" assertions. */
 function detailFields(body: Json): string[] {

@@ -4,17 +4,9 @@ import { PolicyError, compilePolicy, formatPath, normalizeMerchant } from '../..
 import type { PolicyIssue } from '../../src/policy/compile.js';
 import type { CompiledRule, RuleDocument } from '../../src/policy/model.js';
 import { RULE_TYPES } from '../../src/policy/model.js';
+import { seedRefundPolicy } from '../fixtures/policies.js';
 
-const SEED_002 = {
-  policy_id: 'my_refund_policy',
-  name: 'My Refund Policy',
-  description: 'Controls AI agent refund authorization',
-  rules: [
-    { rule_id: 'r1', rule_type: 'max_amount', description: 'Block refunds over $500', parameters: { limit: 500, currency: 'USD' } },
-    { rule_id: 'r2', rule_type: 'escalate_if', description: 'Escalate refunds over $200', parameters: { amount_above: 200, action_types: ['refund'] } },
-    { rule_id: 'r3', rule_type: 'refund_age_limit', description: 'Block refunds older than 30 days', parameters: { max_days: 30 } },
-  ],
-};
+const SEED_002 = seedRefundPolicy();
 
 const rule = (rule_id: string, rule_type: string, parameters: Record<string, unknown>): RuleDocument => ({ rule_id, rule_type, parameters });
 

@@ -6,6 +6,7 @@ import type { Decision, DecisionContext } from '../../src/policy/decide.js';
 import type { Action, CompiledPolicy, RuleDocument } from '../../src/policy/model.js';
 import { usageKey, usageSpecFor } from '../../src/policy/usage.js';
 import type { ReservationFacts, Usage } from '../../src/policy/usage.js';
+import { seedRefundPolicy } from '../fixtures/policies.js';
 
 /** Friday 2026-04-03 12:00 UTC. */
 const NOW = new Date('2026-04-03T12:00:00Z');
@@ -736,16 +737,7 @@ describe('malformed actions are blocked with invalid_action', () => {
 
 describe('seed 002: the refund policy walkthrough', () => {
   const policy = compilePolicy(
-    {
-      policy_id: 'my_refund_policy',
-      name: 'My Refund Policy',
-      description: 'Controls AI agent refund authorization',
-      rules: [
-        { rule_id: 'r1', rule_type: 'max_amount', description: 'Block refunds over $500', parameters: { limit: 500, currency: 'USD' } },
-        { rule_id: 'r2', rule_type: 'escalate_if', description: 'Escalate refunds over $200', parameters: { amount_above: 200, action_types: ['refund'] } },
-        { rule_id: 'r3', rule_type: 'refund_age_limit', description: 'Block refunds older than 30 days', parameters: { max_days: 30 } },
-      ],
-    },
+    seedRefundPolicy(),
     1,
   );
   // [case, action, decision, violated rule, description]
