@@ -50,9 +50,19 @@ export class AppError extends Error {
   }
 }
 
+/** The database is unreachable, restarting or too slow to hand out a connection. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (e.name === 'KnexTimeoutError') return true;
+  if (typeof e.code === 'string' && (/^(08|57P)/.test(e.code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(e.code))) return true;
+  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(e.message ?? '');
+}
+
 /** body-parser and friends signal with `status`/`type`; map them to our codes. */
 function normalize(error: unknown): AppError | undefined {
   if (error instanceof AppError) return error;
+  if (isDatabaseUnavailable(error)) return new AppError('unavailable', 'spendgate cannot reach its database right now; nothing was decided or recorded. Retry later.');
   const e = error as { status?: number; type?: string; message?: string } | undefined;
   if (e?.type === 'entity.parse.failed') return new AppError('invalid_request', 'The request body is not valid JSON');
   if (e?.type === 'entity.too.large') return new AppError('payload_too_large', 'The request body is too large');
@@ -66,6 +76,7 @@ export function errorHandler(shape: 'admin' | 'agent'): ErrorRequestHandler {
     const known = normalize(error);
     const requestId = String(req.id ?? '');
     if (!known) req.log?.error({ err: error }, 'unhandled error');
+    else if (known.code === 'unavailable') req.log?.error({ err: error }, 'database unavailable');
     const appError = known ?? new AppError('internal', 'An internal error occurred');
     if (res.headersSent) return;
     const body =

@@ -38,7 +38,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     url = embedded.url;
     logger.info({ data_dir: path.resolve(config.DATA_DIR) }, 'embedded PostgreSQL running');
   }
-  const knex = connect(url);
+  const knex = connect(url, 10, { warn: (m) => logger.warn(m), error: (m) => logger.error(m) });
   const stopDatabase = async () => {
     await knex.destroy();
     await embedded?.stop();

@@ -25,13 +25,27 @@ export const migrationConfig: Knex.MigratorConfig = {
   },
 };
 
-export function connect(url: string, poolMax = 10): Knex {
+interface KnexLog {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** knex's own warnings go to our JSON log (or nowhere), never to stdout as plain text. */
+export function connect(url: string, poolMax = 10, log?: KnexLog): Knex {
+  const quiet = () => undefined;
   return knexFactory({
+    log: {
+      warn: (m: unknown) => (log ? log.warn(`knex: ${String(m)}`) : quiet()),
+      error: (m: unknown) => (log ? log.error(`knex: ${String(m)}`) : quiet()),
+      deprecate: quiet,
+      debug: quiet,
+    },
     client: 'pg',
-    connection: { connectionString: url, application_name: 'spendgate' },
+    connection: { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: 1500 },
     pool: { min: 0, max: poolMax },
     migrations: migrationConfig,
-    acquireConnectionTimeout: 5000,
+    // A request must fail fast (503) rather than queue behind a dead database.
+    acquireConnectionTimeout: 1500,
   });
 }
 

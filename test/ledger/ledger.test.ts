@@ -153,3 +153,28 @@ test('when someone tries to edit or delete a violation in the database, then Pos
   await assert.rejects(knex('violations').where({ check_id: result.checkId }).delete(), /append-only/);
   assert.equal((await knex('violations').where({ check_id: result.checkId })).length, 1);
 });
+
+test('when a gateway process is killed in the middle of reserving, then every counter still equals the reservations it sums', async () => {
+  const agent = await agentWith([{ rule_id: 'daily', rule_type: 'velocity_limit', parameters: { limit: 1_000_000, currency: 'USD', window: 'daily' } }]);
+  const worker = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'helpers', 'ledger-worker.ts');
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, agent.agentId, agent.policyId, '5000', '100', 'crash'], { env: process.env, stdio: 'ignore' });
+  // Kill it once some batches have committed and others are surely in flight.
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const [{ n } = { n: 0 }] = await knex('decisions').where({ agent_id: agent.agentId }).count({ n: '*' });
+    if (Number(n) >= 200) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const reserved = await knex('decisions').where({ agent_id: agent.agentId, status: 'reserved' }).sum({ total: 'counted_amount' }).count({ n: '*' }).first();
+  const [counter] = await counters(agent.agentId);
+  assert.ok(Number(reserved?.n) >= 200 && Number(reserved?.n) < 5000, `killed part-way (${reserved?.n} reserved)`);
+  assert.equal(counter.reserved, Number(reserved?.total));
+  assert.equal(counter.count, Number(reserved?.n));
+  // And the ledger carries on from there: the next reservation counts on top.
+  assert.equal((await ledger.check(input(agent, 'after-crash', { amount: 100 }))).decision.decision, 'allow');
+  const [after] = await counters(agent.agentId);
+  assert.equal(after.reserved, Number(reserved?.total) + 100);
+});
