@@ -5,6 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, migrate } from '../src/db/database.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
 
@@ -25,6 +26,12 @@ try {
   for (const [budgets, total, concurrency] of [[1, 20000, 64], [64, 20000, 64]] as const) {
     const f = await benchLedger(knex, budgets, total, concurrency);
     console.log(`  ${String(budgets).padStart(2)} budget${budgets === 1 ? ' ' : 's'}: ${f.perSecond.toLocaleString('en').padStart(6)} reservations/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.reservations} reservations, ${f.concurrency} in flight)`);
+  }
+
+  console.log('\ncheck API: POST /v1/checks over HTTP keep-alive, one agent, every check allowed and reserved');
+  for (const concurrency of [1, 32]) {
+    const c = await benchChecks(url, concurrency === 1 ? 2000 : 10000, concurrency);
+    console.log(`  ${String(concurrency).padStart(2)} in flight: ${c.perSecond.toLocaleString('en').padStart(6)} checks/s  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  (${c.total} checks)`);
   }
 } finally {
   await knex.destroy();

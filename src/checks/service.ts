@@ -1,13 +1,12 @@
 // A check, start to finish: resolve the agent and its policy, decide under the ledger's lock,
 // record, count it in the metrics, and answer in seed 002's shape.
 import type { Knex } from 'knex';
-import { getAgent } from '../agents/agents.js';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../http/metrics.js';
 import { newId } from '../ids.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
-import { compiledPolicy, currentVersion } from '../policy/store.js';
+import { compiledPolicy } from '../policy/store.js';
 import { requestHash, toAction } from './request.js';
 import type { CheckRequest } from './request.js';
 
@@ -37,11 +36,15 @@ export interface CheckResponse {
 export async function runCheck(deps: CheckDeps, agentId: string, request: CheckRequest, idempotencyKey?: string): Promise<{ body: CheckResponse; replayed: boolean }> {
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
-  const agent = await getAgent(deps.knex, agentId);
+  // One round trip: the agent, and the current version of the policy the check will use.
+  const agent = await deps.knex('agents as a')
+    .leftJoin('policies as p', 'p.id', deps.knex.raw('coalesce(?, a.policy_id)', [request.policy_id ?? null]))
+    .where('a.id', agentId)
+    .first('a.timezone', 'a.policy_id', 'p.current_version');
   if (!agent) throw new AppError('not_found', `No agent "${agentId}"`);
   const policyId = request.policy_id ?? agent.policy_id;
   if (!policyId) throw new AppError('invalid_request', `Agent "${agentId}" has no policy: bind one (PATCH /admin/v1/agents/${agentId}) or pass policy_id`);
-  const version = await currentVersion(deps.knex, policyId);
+  const version: number | undefined = agent.current_version ?? undefined;
   if (version === undefined) throw new AppError('not_found', `No policy "${policyId}"`, [{ field: 'policy_id', message: 'unknown policy' }]);
   const policy = await compiledPolicy(deps.knex, policyId, version);
   const action = toAction(request, now);
