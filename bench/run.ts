@@ -28,6 +28,9 @@ try {
     console.log(`  ${String(budgets).padStart(2)} budget${budgets === 1 ? ' ' : 's'}: ${f.perSecond.toLocaleString('en').padStart(6)} reservations/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.reservations} reservations, ${f.concurrency} in flight)`);
   }
 
+  const naive = await benchLedger(knex, 1, 5000, 64, 1);
+  console.log(`  for comparison, one transaction per reservation (no coalescing), one budget: ${naive.perSecond.toLocaleString('en')} reservations/s  p50 ${naive.p50Ms} ms`);
+
   console.log('\ncheck API: POST /v1/checks over HTTP keep-alive, one agent, every check allowed and reserved');
   for (const concurrency of [1, 32]) {
     const c = await benchChecks(url, concurrency === 1 ? 2000 : 10000, concurrency);
