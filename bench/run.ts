@@ -1,5 +1,5 @@
-// `npm run bench`: prints figures, never asserts timings. Uses DATABASE_URL if set, else a
-// throwaway embedded PostgreSQL with durable commits (fsync and synchronous_commit on).
+// `npm run bench`: prints figures, never asserts timings. Uses BENCH_DATABASE_URL if set (it writes
+// bench agents and decisions there), else a throwaway embedded PostgreSQL with durable commits.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,8 +10,8 @@ import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
 
 const dataDir = await mkdtemp(path.join(tmpdir(), 'spendgate-bench-'));
-const db = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres(dataDir, { info: () => undefined, warn: console.error }, 'spendgate_bench');
-const url = process.env.DATABASE_URL ?? db?.url ?? '';
+const db = process.env.BENCH_DATABASE_URL ? undefined : await startEmbeddedPostgres(dataDir, { info: () => undefined, warn: console.error }, 'spendgate_bench');
+const url = process.env.BENCH_DATABASE_URL ?? db?.url ?? '';
 const knex = connect(url, 10);
 try {
   await migrate(knex);

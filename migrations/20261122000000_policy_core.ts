@@ -102,6 +102,8 @@ export async function up(knex: Knex): Promise<void> {
     BEGIN RAISE EXCEPTION 'violations are append-only'; END $$;
     CREATE TRIGGER violations_append_only BEFORE UPDATE OR DELETE ON violations
       FOR EACH ROW EXECUTE FUNCTION violations_append_only();
+    CREATE TRIGGER violations_no_truncate BEFORE TRUNCATE ON violations
+      FOR EACH STATEMENT EXECUTE FUNCTION violations_append_only();
   `);
   await knex.schema.createTable('usage_counters', (t) => {
     t.text('agent_id').notNullable();

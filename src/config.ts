@@ -1,5 +1,6 @@
 // Configuration: one zod schema over the environment. Every bad value is reported at once; the
 // gateway refuses to start rather than run with a setting it misunderstood.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseAmountWithCurrency } from './money.js';
 
@@ -52,11 +53,19 @@ const schema = z
         if (v === undefined || v.trim() === '') return false as const;
         if (/^\d+$/.test(v.trim())) return Number(v.trim());
         const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
-        const ok = entries.every((e) => ['loopback', 'linklocal', 'uniquelocal'].includes(e) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(e));
+        const ok = entries.every((e) => ['loopback', 'linklocal', 'uniquelocal'].includes(e) || isAddressOrCidr(e));
         if (!ok) ctx.addIssue({ code: 'custom', message: 'must be a hop count, or comma-separated IPs/CIDRs (or loopback, linklocal, uniquelocal)' });
         return entries;
       }),
   });
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address = '', prefix, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
 
 /** Checked on the raw environment, so it is reported together with every other problem. */
 function liveKeyProblems(env: Record<string, string | undefined>): string[] {
@@ -91,7 +100,11 @@ export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
   if (!config.STRIPE_SECRET_KEY) warnings.push('STRIPE_SECRET_KEY is not set: the Stripe mirror cannot forward calls to Stripe');
   if (!config.STRIPE_WEBHOOK_SECRET) warnings.push('STRIPE_WEBHOOK_SECRET is not set: Stripe webhooks will be refused');
-  if (!config.SPEND_ADMIN_TOKEN) warnings.push('SPEND_ADMIN_TOKEN is not set: the admin API accepts only sga_ admin keys (none exist on a fresh install)');
+  if (!config.SPEND_ADMIN_TOKEN) {
+    warnings.push(config.DATABASE_URL
+      ? 'SPEND_ADMIN_TOKEN is not set: the admin API accepts only existing sga_ admin keys; set it to bootstrap a fresh database'
+      : `SPEND_ADMIN_TOKEN is not set: the admin API accepts sga_ admin keys only (a fresh install gets one in ${config.DATA_DIR}/admin.key)`);
+  }
   if (!config.SPEND_MASTER_KEY) warnings.push('SPEND_MASTER_KEY is not set: no secrets can be stored encrypted');
   return warnings;
 }

@@ -63,7 +63,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 function normalize(error: unknown): AppError | undefined {
   if (error instanceof AppError) return error;
   if (isDatabaseUnavailable(error)) return new AppError('unavailable', 'spendgate cannot reach its database right now; nothing was decided or recorded. Retry later.');
-  const e = error as { status?: number; type?: string; message?: string } | undefined;
+  const e = error as { status?: number; type?: string; message?: string; code?: string } | undefined;
+  if (e?.code === '23505') return new AppError('conflict', 'A concurrent request created the same object; retry to see the current state');
   if (e?.type === 'entity.parse.failed') return new AppError('invalid_request', 'The request body is not valid JSON');
   if (e?.type === 'entity.too.large') return new AppError('payload_too_large', 'The request body is too large');
   if (e?.type === 'charset.unsupported' || e?.type === 'encoding.unsupported') return new AppError('unsupported_media_type', e.message ?? 'Unsupported encoding');

@@ -14,7 +14,7 @@ export function simulationRoutes(deps: CheckDeps): Router {
   router.post('/simulations', async (req, res) => {
     const request = parse(simulationSchema, req.body, 'simulation');
     if (!request.agent_id) throw new AppError('invalid_request', 'agent_id is required');
-    const { body } = await runCheck(deps, request.agent_id, request);
+    const { body } = await runCheck(deps, request.agent_id, request, undefined, 'operator');
     res.json(body);
   });
   return router;

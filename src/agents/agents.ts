@@ -53,7 +53,8 @@ export async function upsertAgent(knex: Knex, input: { id: string; owner: string
   const [row] = await knex('agents')
     .insert({ id: input.id, owner: input.owner, timezone: input.timezone ?? 'UTC', policy_id: input.policy_id })
     .onConflict('id')
-    .merge({ owner: input.owner, policy_id: input.policy_id, updated_at: knex.fn.now(), ...(input.timezone ? { timezone: input.timezone } : {}) })
+    // The file is the agent's source of truth: no timezone in it means UTC again.
+    .merge({ owner: input.owner, policy_id: input.policy_id, timezone: input.timezone ?? 'UTC', updated_at: knex.fn.now() })
     .returning('*');
   return row;
 }

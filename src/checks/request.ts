@@ -4,16 +4,53 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { MoneyError, isCurrency, toMinorUnits } from '../money.js';
-import { normalizeMcc } from '../policy/categories.js';
+import { isKnownCategoryName, normalizeMcc } from '../policy/categories.js';
 import type { Action } from '../policy/model.js';
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Text PostgreSQL can store: no NUL, no lone UTF-16 surrogates. */
+export function isStorableText(s: string): boolean {
+  return !s.includes('\u0000') && !LONE_SURROGATE.test(s);
+}
+
+const text = (max: number) => z.string().max(max).refine(isStorableText, 'must be valid text (no NUL or broken Unicode)');
+
+const MAX_METADATA_BYTES = 16_384;
+const MAX_METADATA_DEPTH = 8;
+
+/** Metadata is stored as jsonb: bounded size and depth, and every string valid text. */
+const metadataSchema = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  const problem = metadataProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+function metadataProblem(value: unknown): string | undefined {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (depth > MAX_METADATA_DEPTH) return `must not nest deeper than ${MAX_METADATA_DEPTH} levels`;
+    if (typeof v === 'string' && !isStorableText(v)) return 'must contain valid text only (no NUL or broken Unicode)';
+    if (v && typeof v === 'object') {
+      for (const [k, child] of Object.entries(v)) {
+        if (!isStorableText(k)) return 'must have valid text keys';
+        stack.push([child, depth + 1]);
+      }
+    }
+  }
+  return Buffer.byteLength(JSON.stringify(value)) > MAX_METADATA_BYTES ? `must be at most ${MAX_METADATA_BYTES} bytes as JSON` : undefined;
+}
+
+const country = z.string().regex(/^[A-Za-z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as "US"');
+const category = text(200).refine(isKnownCategoryName, 'must be a Stripe Issuing category (e.g. "betting_casino_gambling") or a group such as "gambling"; send an unknown category as merchant.mcc');
+
 const merchant = z.strictObject({
-  name: z.string().max(500).optional(),
-  url: z.string().max(2000).optional(),
-  network_id: z.string().max(200).optional(),
+  name: text(500).optional(),
+  url: text(2000).optional(),
+  network_id: text(200).optional(),
   mcc: z.union([z.string(), z.number()]).optional(),
-  category: z.string().max(200).optional(),
-  country: z.string().regex(/^[A-Za-z]{2}$/, 'must be an ISO 3166-1 alpha-2 code').optional(),
+  category: category.optional(),
+  country: country.optional(),
 });
 
 export const checkRequestSchema = z.strictObject({
@@ -22,11 +59,11 @@ export const checkRequestSchema = z.strictObject({
   action_type: z.string().regex(/^[a-z][a-z0-9_.]{0,63}$/, 'must be a lower-case action name such as "refund"'),
   amount: z.union([z.number(), z.string()]),
   currency: z.string().refine(isCurrency, 'must be an ISO 4217 currency code such as "USD"'),
-  counterparty: z.string().max(500).optional(),
+  counterparty: text(500).optional(),
   merchant: merchant.optional(),
-  metadata: z.record(z.string(), z.unknown()).default({}),
+  metadata: metadataSchema.default({}),
   simulate: z.boolean().default(false),
-  idempotency_key: z.string().min(1).max(255).optional(),
+  idempotency_key: text(255).pipe(z.string().min(1)).optional(),
 });
 export type CheckRequest = z.output<typeof checkRequestSchema>;
 
@@ -46,6 +83,13 @@ export function toAction(request: CheckRequest, now: Date): Action {
   if (mcc !== undefined && normalizeMcc(mcc) === undefined) {
     throw new AppError('invalid_request', 'Invalid request: merchant.mcc must be a 4-digit merchant category code', [{ field: 'merchant.mcc', message: 'must be a 4-digit MCC' }]);
   }
+  const fail = (field: string, message: string): never => {
+    throw new AppError('invalid_request', `Invalid request: ${field}: ${message}`, [{ field, message }]);
+  };
+  const categoryName = m.category ?? text(meta.merchant_category);
+  if (categoryName !== undefined && !isKnownCategoryName(categoryName)) fail('metadata.merchant_category', 'must be a Stripe Issuing category or a group such as "gambling"');
+  const countryCode = m.country ?? text(meta.merchant_country) ?? text(meta.country);
+  if (countryCode !== undefined && !/^[A-Za-z]{2}$/.test(countryCode)) fail('metadata.merchant_country', 'must be an ISO 3166-1 alpha-2 code such as "US"');
   const action: Action = {
     actionType: request.action_type,
     amount,
@@ -56,8 +100,8 @@ export function toAction(request: CheckRequest, now: Date): Action {
       url: m.url ?? text(meta.merchant_url) ?? text(meta.merchant_domain),
       networkId: m.network_id ?? text(meta.merchant_network_id),
       mcc: normalizeMcc(mcc),
-      category: m.category ?? text(meta.merchant_category),
-      country: (m.country ?? text(meta.merchant_country) ?? text(meta.country))?.toUpperCase(),
+      category: categoryName,
+      country: countryCode?.toUpperCase(),
     },
     refundAgeDays: refundAge(meta, now),
   };
@@ -75,9 +119,14 @@ function refundAge(meta: Record<string, unknown>, now: Date): number | undefined
   }
   const when = meta.purchase_date ?? meta.charge_created;
   if (when === undefined) return undefined;
+  const field = meta.purchase_date !== undefined ? 'metadata.purchase_date' : 'metadata.charge_created';
   const time = typeof when === 'number' ? when * 1000 : typeof when === 'string' ? Date.parse(when) : NaN;
   if (!Number.isFinite(time)) {
-    throw new AppError('invalid_request', 'Invalid request: metadata.purchase_date must be an ISO date or unix seconds', [{ field: 'metadata.purchase_date', message: 'unreadable date' }]);
+    throw new AppError('invalid_request', `Invalid request: ${field} must be an ISO date or unix seconds`, [{ field, message: 'unreadable date' }]);
+  }
+  // A date in the future (or milliseconds sent as seconds) would make an old purchase look new.
+  if (time > now.getTime() + 86_400_000) {
+    throw new AppError('invalid_request', `Invalid request: ${field} is in the future`, [{ field, message: 'is in the future (unix seconds expected, not milliseconds)' }]);
   }
   return Math.max(0, Math.floor((now.getTime() - time) / 86_400_000));
 }

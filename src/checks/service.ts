@@ -33,7 +33,11 @@ export interface CheckResponse {
   simulated?: true;
 }
 
-export async function runCheck(deps: CheckDeps, agentId: string, request: CheckRequest, idempotencyKey?: string): Promise<{ body: CheckResponse; replayed: boolean }> {
+/**
+ * `operator` (admin simulations) may name any policy; an agent may only name its own bound policy,
+ * or a compromised key could pick a looser one.
+ */
+export async function runCheck(deps: CheckDeps, agentId: string, request: CheckRequest, idempotencyKey?: string, caller: 'agent' | 'operator' = 'agent'): Promise<{ body: CheckResponse; replayed: boolean }> {
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
   // One round trip: the agent, and the current version of the policy the check will use.
@@ -42,6 +46,9 @@ export async function runCheck(deps: CheckDeps, agentId: string, request: CheckR
     .where('a.id', agentId)
     .first('a.timezone', 'a.policy_id', 'p.current_version');
   if (!agent) throw new AppError('not_found', `No agent "${agentId}"`);
+  if (caller === 'agent' && request.policy_id !== undefined && request.policy_id !== agent.policy_id) {
+    throw new AppError('forbidden', `policy_id must be the policy bound to agent "${agentId}"${agent.policy_id ? ` ("${agent.policy_id}")` : ' (it has none: bind one with PATCH /admin/v1/agents)'}`);
+  }
   const policyId = request.policy_id ?? agent.policy_id;
   if (!policyId) throw new AppError('invalid_request', `Agent "${agentId}" has no policy: bind one (PATCH /admin/v1/agents/${agentId}) or pass policy_id`);
   const version: number | undefined = agent.current_version ?? undefined;

@@ -5,6 +5,7 @@
 // (group commit) — several agents per batch, one batch per agent at a time.
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
+import { isDatabaseUnavailable } from '../errors.js';
 import { newId } from '../ids.js';
 import { decide } from '../policy/decide.js';
 import type { Decision } from '../policy/decide.js';
@@ -87,8 +88,13 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       if (batch.length === 0) return;
       inFlight++;
       runBatch(batch)
-        .catch((error: unknown) => {
-          for (const job of batch) job.reject(error);
+        .catch(async (error: unknown) => {
+          if (batch.length === 1 || isDatabaseUnavailable(error)) {
+            for (const job of batch) job.reject(error);
+            return;
+          }
+          // One request the database refuses must not fail the others: retry them one by one.
+          for (const job of batch) await runBatch([job]).catch((e: unknown) => job.reject(e));
         })
         .finally(() => {
           inFlight--;

@@ -96,7 +96,7 @@ async function summarize(trx: Knex.Transaction, agentId: string, spec: UsageSpec
     .andWhereNot({ status: 'released' });
   if (spec.currency) query.andWhere({ currency: spec.currency });
   if (spec.actionFilter) query.whereIn('action_type', spec.actionFilter.split(','));
-  if (spec.counterparty) query.andWhere({ counterparty: spec.counterparty });
+  if (spec.counterparty) query.andWhere({ counterparty: spec.counterparty.slice(1) });
   const [row] = await query.select(
     trx.raw(`coalesce(sum(counted_amount) filter (where status in ('reserved', 'unknown')), 0)::bigint as reserved`),
     trx.raw(`coalesce(sum(counted_amount) filter (where status = 'committed'), 0)::bigint as spent`),

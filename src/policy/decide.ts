@@ -3,7 +3,7 @@
 // first rule in policy order is the one reported.
 import { formatMoney, isCurrency } from '../money.js';
 import type { Money } from '../money.js';
-import { mccsForStripeCategory, normalizeMcc } from './categories.js';
+import { normalizeMcc, resolveCategories } from './categories.js';
 import { normalizeMerchant } from './compile.js';
 import type { Action, CategorySet, CompiledPolicy, CompiledRule, Window } from './model.js';
 import { usageKey, usageSpecFor } from './usage.js';
@@ -168,7 +168,7 @@ function evaluate(rule: CompiledRule, facts: ActionFacts, ctx: DecisionContext, 
     }
     case 'merchant_allowlist': {
       if (matchesMerchant(rule.merchants, facts)) return PASS;
-      if (rule.categories && inCategories(rule.categories, facts)) return PASS;
+      if (rule.categories && withinCategories(rule.categories, facts)) return PASS;
       if (rule.merchants.length === 0 && (!rule.categories || rule.categories.mccs.size + rule.categories.stripeNames.size === 0)) {
         return { outcome: 'block', message: 'The merchant allowlist is empty, so no merchant is allowed' };
       }
@@ -179,7 +179,7 @@ function evaluate(rule: CompiledRule, facts: ActionFacts, ctx: DecisionContext, 
         ? { outcome: 'block', message: `Merchant ${describeMerchant(action)} is blocked` }
         : PASS;
     case 'category_allowlist': {
-      if (inCategories(rule.categories, facts)) return PASS;
+      if (withinCategories(rule.categories, facts)) return PASS;
       return facts.mccs.size === 0 && !action.merchant?.category
         ? { outcome: 'block', message: 'The merchant category is unknown and only listed categories are allowed' }
         : { outcome: 'block', message: `Merchant category ${describeCategory(action)} is not allowed` };
@@ -269,18 +269,29 @@ function matchesMerchant(list: readonly string[], facts: ActionFacts): boolean {
   return list.some((entry) => ids.some((id) => id === entry || (entry.includes('.') && id.endsWith(`.${entry}`))));
 }
 
+/** The MCCs an action's merchant may have: its MCC, and what its category name (or group) covers. */
 function actionMccs(action: Action): Set<string> {
   const mccs = new Set<string>();
   const mcc = normalizeMcc(action.merchant?.mcc);
   if (mcc) mccs.add(mcc);
   const category = action.merchant?.category;
-  if (category) for (const code of mccsForStripeCategory(category) ?? []) mccs.add(code);
+  if (category) for (const code of resolveCategories([category]).resolved.mccs) mccs.add(code);
   return mccs;
 }
 
+/** Blocklists: any overlap blocks. */
 function inCategories(set: CategorySet, facts: ActionFacts): boolean {
   const name = facts.action.merchant?.category?.toLowerCase();
   return (name !== undefined && set.stripeNames.has(name)) || intersects(set.mccs, facts.mccs);
+}
+
+/** Allowlists: the merchant must be inside the list, whatever it turns out to be. */
+function withinCategories(set: CategorySet, facts: ActionFacts): boolean {
+  const name = facts.action.merchant?.category?.toLowerCase();
+  if (name !== undefined && set.stripeNames.has(name)) return true;
+  if (facts.mccs.size === 0) return false;
+  for (const mcc of facts.mccs) if (!set.mccs.has(mcc)) return false;
+  return true;
 }
 
 function intersects(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

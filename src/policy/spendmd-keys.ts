@@ -58,7 +58,7 @@ export function compileEntries(entries: Map<string, Entry>, fail: Fail): SpendMd
   for (const entry of entries.values()) {
     const known = IDENTITY_KEYS.includes(entry.key) || RULE_KEYS.includes(entry.key) || entry.key in INACTIVE || entry.key in UNENFORCEABLE;
     if (!known) problem(entry.line, entry.key, `unknown key "${entry.key}"`);
-    if (entry.key in INACTIVE) inactive.push({ key: entry.key, line: entry.line, value: entry.value, note: INACTIVE[entry.key] ?? '' });
+    if (entry.key in INACTIVE) inactive.push({ key: entry.key, line: entry.line, value: masked(entry.key, entry.value), note: INACTIVE[entry.key] ?? '' });
     if (entry.key in UNENFORCEABLE && isOn(entry.value)) {
       unenforced.push({ key: entry.key, line: entry.line, value: entry.value, note: `not supported yet: ${UNENFORCEABLE[entry.key]}` });
     }
@@ -164,6 +164,13 @@ export function compileEntries(entries: Map<string, Entry>, fail: Fail): SpendMd
   if (failed || id === undefined || owner === undefined) return undefined;
   const document: PolicyDocument = { policy_id: policyId ?? id, name: `SPEND.md of ${id}`, rules };
   return { agent: { id, owner, ...(timezone ? { timezone } : {}) }, document, unenforced, inactive, origins };
+}
+
+/** Webhook URLs work as credentials: listed by host only (the file itself is stored as written). */
+function masked(key: string, value: unknown): unknown {
+  if (!['notifications.slack', 'notifications.webhook'].includes(key) || typeof value !== 'string') return value;
+  const url = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]+)/i.exec(value.trim());
+  return url ? `${url[1]}/…` : '…';
 }
 
 /** A control that is switched off or empty asks for nothing. */

@@ -70,7 +70,11 @@ export function parseSpendMd(text: string, file = 'SPEND.md'): SpendMdPolicy {
       continue;
     }
     for (const pair of doc.contents.items) {
-      const top = String(isScalar(pair.key) ? pair.key.value : '');
+      if (!isScalar(pair.key)) {
+        fail(lineOf(pair.key as YamlNode), wrapper, 'keys must be plain names');
+        continue;
+      }
+      const top = String(pair.key.value);
       if (wrapper && top === wrapper) {
         if (pair.value === null || (isScalar(pair.value) && pair.value.value === null)) continue;
         if (!isMap(pair.value)) {
@@ -78,7 +82,10 @@ export function parseSpendMd(text: string, file = 'SPEND.md'): SpendMdPolicy {
           continue;
         }
         for (const inner of pair.value.items) {
-          if (!isPair(inner) || !isScalar(inner.key)) continue;
+          if (!isPair(inner) || !isScalar(inner.key)) {
+            fail(lineOf((isPair(inner) ? inner.key : inner) as YamlNode), wrapper, 'keys must be plain names');
+            continue;
+          }
           const key = `${wrapper}.${String(inner.key.value)}`;
           add({ key, value: (inner.value as YamlNode | null)?.toJSON() ?? null, line: lineOf(inner.key as YamlNode) });
         }

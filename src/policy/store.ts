@@ -64,7 +64,9 @@ export async function savePolicy(
     return toInvalidPolicy(error);
   }
   return knex.transaction(async (trx) => {
-    const existing = await trx('policies').where({ id: document.policy_id }).forUpdate().first();
+    // Serializes writers of one policy id, including two creating it at once.
+    await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`policy:${document.policy_id}`]);
+    const existing = await trx('policies').where({ id: document.policy_id }).first();
     if (existing && opts.create) throw new AppError('conflict', `Policy "${document.policy_id}" already exists; PUT /admin/v1/policies/${document.policy_id} adds a version`);
     if (!existing && opts.create === false) throw new AppError('not_found', `No policy "${document.policy_id}"`);
     const version = (existing?.current_version ?? 0) + 1;
@@ -137,6 +139,7 @@ export async function applySpendMd(knex: Knex, text: string, opts: { file?: stri
     );
   }
   return knex.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`policy:${parsed.document.policy_id}`]);
     const current = await loadVersion(trx, parsed.document.policy_id);
     const currentSource = current && (await trx('policy_versions').where({ policy_id: current.policy_id, version: current.version }).first('source'))?.source;
     if (current && currentSource === text) {

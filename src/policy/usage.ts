@@ -11,7 +11,7 @@ export interface UsageSpec {
   currency: string;
   /** '' = every action type, else the sorted, comma-joined list. */
   actionFilter: string;
-  /** '' = every counterparty. */
+  /** '' = every counterparty; otherwise '=' + the counterparty ('=' alone: actions with none). */
   counterparty: string;
 }
 
@@ -44,7 +44,7 @@ export function counts(spec: UsageSpec, r: ReservationFacts): boolean {
     r.occurredAt < spec.end &&
     (spec.currency === '' || spec.currency === r.currency) &&
     (spec.actionFilter === '' || spec.actionFilter.split(',').includes(r.actionType)) &&
-    (spec.counterparty === '' || spec.counterparty === r.counterparty)
+    (spec.counterparty === '' || spec.counterparty === `=${r.counterparty}`)
   );
 }
 
@@ -62,7 +62,7 @@ export function usageSpecFor(rule: CompiledRule, action: Action, now: Date, time
         ...windowBounds(rule.window, now, timezone),
         currency: rule.limit?.currency ?? '',
         actionFilter,
-        counterparty: action.counterparty ?? '',
+        counterparty: `=${action.counterparty ?? ''}`,
       };
     default:
       return undefined;

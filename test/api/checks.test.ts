@@ -160,23 +160,31 @@ test("when agent_id is omitted, then the key's agent and its bound policy are us
   assert.equal(own.body.decision, 'block');
 });
 
-test('when an agent has no bound policy and the check names none, then it answers 400; naming one works', async () => {
+test('when an agent has no bound policy, then a check answers 400, and naming some policy is refused with 403', async () => {
   const agentId = uniqueId('unbound');
   await gw.admin('POST', '/agents', { id: agentId, owner: 'ops@example.com' });
   const key = (await gw.admin('POST', `/agents/${agentId}/api-keys`, { mode: 'test' })).body.key as string;
   assertAgentError(await check(key), 400, 'invalid_request_error');
 
   const policyId = uniqueId('policy');
-  await gw.admin('POST', '/policies', { policy_id: policyId, rules: [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 10, currency: 'USD' } }] });
+  await gw.admin('POST', '/policies', { policy_id: policyId, rules: [] });
   const named = await check(key, { policy_id: policyId, amount: 11 });
-  assert.equal(named.status, 200, JSON.stringify(named.body));
-  assert.equal(named.body.policy_id, policyId);
-  assert.equal(named.body.decision, 'block');
+  assert.equal(named.status, 403, JSON.stringify(named.body));
+  assert.match(named.body.error.message, /bound/);
 });
 
-test('when a check names an unknown policy_id, then it answers 404', async () => {
-  const { key } = await agentWithPolicy(gw, cap1000);
-  assertAgentError(await check(key, { policy_id: uniqueId('missing') }), 404, 'invalid_request_error');
+test('when an agent names a looser policy than its own, then it is refused with 403 and nothing is recorded', async () => {
+  const { agentId, key, policyId } = await agentWithPolicy(gw, cap1000);
+  const loose = uniqueId('loose');
+  await gw.admin('POST', '/policies', { policy_id: loose, rules: [] });
+  const res = await check(key, { policy_id: loose, amount: 5000 });
+  assert.equal(res.status, 403);
+  const unknown = await check(key, { policy_id: uniqueId('missing') });
+  assert.equal(unknown.status, 403, 'an unknown id is refused the same way, so ids cannot be probed');
+  const own = await check(key, { policy_id: policyId, amount: 5 });
+  assert.equal(own.status, 200);
+  const log = await gw.admin('GET', `/violations?agent_id=${agentId}`);
+  assert.equal(log.body.pagination.total_count, 0);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ test('when the seed-002 walkthrough is followed, then allow, block and escalate 
   assert.equal(created.status, 201);
   assert.equal(created.body.version, 1);
   assert.equal(created.body.rules.length, 3);
-  assert.equal((await gw.admin('POST', '/agents', { id: agentId, owner: 'support@example.com' })).status, 201);
+  assert.equal((await gw.admin('POST', '/agents', { id: agentId, owner: 'support@example.com', policy_id: policyId })).status, 201);
   const key = (await gw.admin('POST', `/agents/${agentId}/api-keys`, { mode: 'live' })).body.key as string;
   assert.match(key, /^sg_live_[0-9A-Za-z]{32,}$/);
 

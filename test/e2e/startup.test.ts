@@ -40,10 +40,10 @@ async function waitFor(run: Run, text: string, ms = 30_000): Promise<void> {
 
 test('when several settings are bad, then start fails with exit 1 listing every one and echoing no secret', async () => {
   const secret = 'sk_live_abcdefghijklmnop123456';
-  const run = startProcess({ PORT: 'abc', LOG_LEVEL: 'loud', STRIPE_SECRET_KEY: secret, AUTH_FAIL_MODE: 'sometimes', SPEND_ADMIN_TOKEN: 'short' });
+  const run = startProcess({ PORT: 'abc', LOG_LEVEL: 'loud', STRIPE_SECRET_KEY: secret, AUTH_FAIL_MODE: 'sometimes', SPEND_ADMIN_TOKEN: 'short', TRUST_PROXY: '10.0.0.0/99' });
   assert.equal(await run.exited, 1);
   const out = run.output();
-  for (const name of ['PORT', 'LOG_LEVEL', 'STRIPE_SECRET_KEY', 'AUTH_FAIL_MODE', 'SPEND_ADMIN_TOKEN']) assert.match(out, new RegExp(name));
+  for (const name of ['PORT', 'LOG_LEVEL', 'STRIPE_SECRET_KEY', 'AUTH_FAIL_MODE', 'SPEND_ADMIN_TOKEN', 'TRUST_PROXY']) assert.match(out, new RegExp(name));
   assert.match(out, /live key but NODE_ENV is not "production"/);
   assert.ok(!out.includes(secret), 'the key itself must not be printed');
 });
@@ -126,4 +126,14 @@ test('when requests carry keys, then every log line is JSON with a request id an
   for (const line of lines) JSON.parse(line);
   assert.ok(lines.some((l) => l.includes(requestId ?? '?')), 'the request id is logged');
   assert.ok(!run.output().includes(fakeKey) && !run.output().includes(ADMIN), 'no key or token in the logs');
+});
+
+test('when npm run migrate runs against an up-to-date database, then it says so and exits 0', async () => {
+  const cli = path.join(path.dirname(main), 'db', 'migrate-cli.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', cli], { env: { ...process.env, DATABASE_URL: databaseUrl() }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0);
+  assert.match(out, /already up to date/);
 });

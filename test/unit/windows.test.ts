@@ -197,7 +197,7 @@ describe('counts(): which reservations a counter includes', () => {
     end: at('2026-04-04T00:00:00Z'),
     currency: 'usd',
     actionFilter: 'payment,refund',
-    counterparty: 'cus_1',
+    counterparty: '=cus_1', // '=' + name: this counterparty only
   };
   const base: ReservationFacts = { actionType: 'refund', amount: 100, currency: 'usd', counterparty: 'cus_1', occurredAt: at('2026-04-03T12:00:00Z') };
   const cases: [string, Partial<ReservationFacts>, boolean][] = [
