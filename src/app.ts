@@ -11,6 +11,8 @@ import { policyRoutes } from './admin/policies.js';
 import { simulationRoutes } from './admin/simulations.js';
 import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
+import type { MirrorDeps } from './mirror/checked-call.js';
+import { mirrorRoutes } from './mirror/routes.js';
 import { readiness } from './db/database.js';
 import { AppError, errorHandler } from './errors.js';
 import { requireAdmin } from './http/auth.js';
@@ -24,6 +26,8 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   adminToken?: string;
+  /** The Stripe mirror's outside world: real keys per mode, look-ups and the forwarder. */
+  mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder'>;
   /** Which proxies' X-Forwarded-For is believed (express "trust proxy"); default none. */
   trustProxy?: false | number | string[];
   now?: () => Date;
@@ -83,8 +87,10 @@ function mountAgent(app: Express, deps: AppDeps): void {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
   const agent = express.Router();
-  agent.use(express.json({ limit: '256kb', strict: true }));
+  // JSON only for the check API: the mirror reads Stripe's form bodies itself, byte for byte.
+  agent.use('/v1/checks', express.json({ limit: '256kb', strict: true }));
   agent.use(checkRoutes(deps));
+  if (deps.mirror) agent.use(mirrorRoutes({ ...deps.mirror, knex: deps.knex, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }));
   app.use(agent);
 }
 

@@ -21,6 +21,7 @@ const schema = z
     STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9_]+$/, 'must look like sk_test_… or rk_test_…').optional(),
     STRIPE_API_BASE: z.url({ protocol: /^https?$/ }).default('https://api.stripe.com'),
     STRIPE_WEBHOOK_SECRET: list.optional(),
+    STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(30_000),
     LITHIC_API_KEY: optionalText,
     LITHIC_API_BASE: z.url({ protocol: /^https?$/ }).optional(),
     LITHIC_WEBHOOK_SECRET: optionalText,

@@ -17,7 +17,15 @@ import { startEmbeddedPostgres } from './db/embedded.js';
 import type { EmbeddedDatabase } from './db/embedded.js';
 import { createMetrics } from './http/metrics.js';
 import { createLedger } from './ledger/ledger.js';
+import { createForwarder } from './mirror/forward.js';
+import { stripeClient, stripeLookup } from './mirror/stripe-lookup.js';
 import { applySpendMd } from './policy/store.js';
+
+/** sk_test_/rk_test_ keys serve sg_test_ agent keys; sk_live_/rk_live_ serve sg_live_. */
+function stripeKeysByMode(key: string | undefined): { test?: string; live?: string } {
+  if (!key) return {};
+  return /^(sk|rk)_live_/.test(key) ? { live: key } : { test: key };
+}
 
 export interface Gateway {
   agentPort: number;
@@ -58,7 +66,19 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     throw error;
   }
 
-  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY };
+  const forwarder = createForwarder(config.STRIPE_API_BASE, { timeoutMs: config.STRIPE_TIMEOUT_MS });
+  const stripeKeys = stripeKeysByMode(config.STRIPE_SECRET_KEY);
+  const lookups = { test: stripeKeys.test ? stripeLookup(stripeClient(stripeKeys.test, config.STRIPE_API_BASE)) : undefined, live: stripeKeys.live ? stripeLookup(stripeClient(stripeKeys.live, config.STRIPE_API_BASE)) : undefined };
+  const mirror = {
+    stripeKeys,
+    forwarder,
+    lookup: (mode: 'test' | 'live') => {
+      const lookup = lookups[mode];
+      if (!lookup) throw new Error(`no Stripe ${mode}-mode key`);
+      return lookup;
+    },
+  };
+  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror };
   const servers: Server[] = [];
   const listen = (app: ReturnType<typeof createAgentApp>, port: number, host: string) =>
     new Promise<Server>((resolve, reject) => {
@@ -88,6 +108,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     deps,
     async stop() {
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
+      forwarder.close();
       await stopDatabase();
     },
   };

@@ -6,7 +6,7 @@ import type { Metrics } from '../http/metrics.js';
 import { newId } from '../ids.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
-import { compiledPolicy } from '../policy/store.js';
+import { agentPolicy } from '../policy/store.js';
 import { requestHash, toAction } from './request.js';
 import type { CheckRequest } from './request.js';
 
@@ -40,25 +40,20 @@ export interface CheckResponse {
 export async function runCheck(deps: CheckDeps, agentId: string, request: CheckRequest, idempotencyKey?: string, caller: 'agent' | 'operator' = 'agent'): Promise<{ body: CheckResponse; replayed: boolean }> {
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
-  // One round trip: the agent, and the current version of the policy the check will use.
-  const agent = await deps.knex('agents as a')
-    .leftJoin('policies as p', 'p.id', deps.knex.raw('coalesce(?, a.policy_id)', [request.policy_id ?? null]))
-    .where('a.id', agentId)
-    .first('a.timezone', 'a.policy_id', 'p.current_version');
-  if (!agent) throw new AppError('not_found', `No agent "${agentId}"`);
-  if (caller === 'agent' && request.policy_id !== undefined && request.policy_id !== agent.policy_id) {
-    throw new AppError('forbidden', `policy_id must be the policy bound to agent "${agentId}"${agent.policy_id ? ` ("${agent.policy_id}")` : ' (it has none: bind one with PATCH /admin/v1/agents)'}`);
-  }
-  const policyId = request.policy_id ?? agent.policy_id;
-  if (!policyId) throw new AppError('invalid_request', `Agent "${agentId}" has no policy: bind one (PATCH /admin/v1/agents/${agentId}) or pass policy_id`);
-  const version: number | undefined = agent.current_version ?? undefined;
-  if (version === undefined) throw new AppError('not_found', `No policy "${policyId}"`, [{ field: 'policy_id', message: 'unknown policy' }]);
-  const policy = await compiledPolicy(deps.knex, policyId, version);
+  const refuse = (boundId: string | null) =>
+    new AppError('forbidden', `policy_id must be the policy bound to agent "${agentId}"${boundId ? ` ("${boundId}")` : ' (it has none: bind one with PATCH /admin/v1/agents)'}`);
+  const namesPolicy = caller === 'agent' && request.policy_id !== undefined;
+  const bound = await agentPolicy(deps.knex, agentId, caller === 'operator' ? request.policy_id : undefined).catch((error: unknown) => {
+    throw namesPolicy && error instanceof AppError && error.code === 'invalid_request' ? refuse(null) : error;
+  });
+  if (namesPolicy && request.policy_id !== bound.boundPolicyId) throw refuse(bound.boundPolicyId);
+  const { policy } = bound;
+  const policyId = policy.policyId;
   const action = toAction(request, now);
   try {
     const result = await deps.ledger.check({
       agentId,
-      timezone: agent.timezone,
+      timezone: bound.timezone,
       policy,
       action,
       idempotencyKey: idempotencyKey ?? request.idempotency_key ?? newId('req'),

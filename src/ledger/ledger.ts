@@ -183,7 +183,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const row = await trx('decisions').where({ agent_id: agentId, idempotency_key: idempotencyKey }).whereNotNull('status').first();
       if (!row) throw new Error(`no reservation for agent ${agentId} with key ${idempotencyKey}`);
       const current = row.status as ReservationStatus;
-      if (current === 'released' || current === 'committed') return current; // final: settling twice is a no-op
+      // Committed is final. Released is final too, except that money Stripe reports as moved after
+      // all (a replay after the first answer was a refusal) is counted: the truth beats the limit.
+      if (current === 'committed' || (current === 'released' && status !== 'committed')) return current;
       const amount = opts.amount ?? (row.counted_amount as number);
       const facts: ReservationFacts = { actionType: row.action_type, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.created_at };
       const { states } = await loadStates(trx, [agentId], [], [row.created_at, row.created_at], [], new Map());

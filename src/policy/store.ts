@@ -182,3 +182,26 @@ function spendMdAppError(unsorted: { file: string; line: number; key: string; me
   const summary = first ? `${first.file}: line ${first.line}: ${first.key ? `${first.key}: ` : ''}${first.message}` : 'invalid SPEND.md';
   return new AppError('invalid_policy', issues.length > 1 ? `${summary} (and ${issues.length - 1} more)` : summary, issues.map(({ line, key, message }) => ({ line, key, message })));
 }
+
+export interface AgentPolicy {
+  timezone: string;
+  status: string;
+  boundPolicyId: string | null;
+  policy: CompiledPolicy;
+}
+
+/**
+ * The agent and the current version of the policy a decision will use (its bound one, or
+ * `policyId` when the caller may choose), in one round trip plus a cached compile.
+ */
+export async function agentPolicy(knex: Knex, agentId: string, policyId?: string): Promise<AgentPolicy> {
+  const agent = await knex('agents as a')
+    .leftJoin('policies as p', 'p.id', knex.raw('coalesce(?, a.policy_id)', [policyId ?? null]))
+    .where('a.id', agentId)
+    .first('a.timezone', 'a.status', 'a.policy_id', 'p.id as resolved_policy', 'p.current_version');
+  if (!agent) throw new AppError('not_found', `No agent "${agentId}"`);
+  const id = policyId ?? agent.policy_id;
+  if (!id) throw new AppError('invalid_request', `Agent "${agentId}" has no policy: bind one (PATCH /admin/v1/agents/${agentId})`);
+  if (!agent.resolved_policy) throw new AppError('not_found', `No policy "${id}"`, [{ field: 'policy_id', message: 'unknown policy' }]);
+  return { timezone: agent.timezone, status: agent.status, boundPolicyId: agent.policy_id, policy: await compiledPolicy(knex, id, agent.current_version) };
+}

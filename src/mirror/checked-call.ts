@@ -1,0 +1,165 @@
+// A money-moving call, start to finish: find its amount, decide and reserve (keyed by agent and
+// Idempotency-Key), forward the agent's bytes, then settle by Stripe's answer — 2xx commits,
+// 4xx releases, 5xx or no answer leaves it `unknown` until reconciled. A retry with the same key
+// gets the same decision, reaches Stripe with the same key, and counts once.
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, Response } from 'express';
+import type { Knex } from 'knex';
+import { AppError } from '../errors.js';
+import type { Metrics } from '../http/metrics.js';
+import { IdempotencyConflict } from '../ledger/ledger.js';
+import type { Ledger } from '../ledger/ledger.js';
+import { agentPolicy } from '../policy/store.js';
+import { moneyAction } from './actions.js';
+import type { StripeLookup } from './actions.js';
+import { cardControlParams } from './card-controls.js';
+import type { Classification } from './classify.js';
+import { policyRefusal, stripeError } from './errors.js';
+import { forwardContext } from './forward.js';
+import type { UpstreamAnswer } from './forward.js';
+import { UpstreamError } from './stripe-lookup.js';
+
+export interface MirrorDeps {
+  knex: Knex;
+  ledger: Ledger;
+  metrics: Metrics;
+  stripeKeys: { test?: string; live?: string };
+  lookup: (mode: 'test' | 'live') => StripeLookup;
+  forwarder: {
+    passthrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
+    checked(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  };
+  now?: () => Date;
+}
+
+export interface CheckedCall {
+  req: Request;
+  res: Response;
+  agentId: string;
+  mode: 'test' | 'live';
+  path: string;
+  form: Record<string, unknown>;
+  rawBody: Buffer;
+  classification: Extract<Classification, { kind: 'money' }>;
+  idempotencyKey: string;
+}
+
+export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<void> {
+  const { req, res, agentId, classification } = call;
+  const startedAt = performance.now();
+  const now = deps.now?.() ?? new Date();
+  const bound = await agentPolicy(deps.knex, agentId);
+
+  let found;
+  try {
+    found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode), now);
+  } catch (error) {
+    if (error instanceof UpstreamError) {
+      res.status(error.status).json(error.body);
+      return;
+    }
+    if (error instanceof AppError && error.code === 'invalid_request') {
+      return stripeError(res, 400, { type: 'invalid_request_error', message: error.message, ...((error.details as { param?: string } | undefined)?.param ? { param: (error.details as { param: string }).param } : {}) });
+    }
+    throw error;
+  }
+
+  let body = call.rawBody;
+  if (classification.endpoint === 'issuing_card_create') {
+    if (Object.prototype.hasOwnProperty.call(call.form, 'spending_controls')) {
+      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: "spendgate sets a new card's spending_controls from the agent's policy; leave them out." });
+    }
+    const metadata = call.form.metadata as Record<string, unknown> | undefined;
+    if (metadata && 'agent_id' in metadata && metadata.agent_id !== agentId) {
+      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: 'metadata[agent_id] must be your own agent id.' });
+    }
+    const extra = cardControlParams(bound.policy, found.action.currency, agentId);
+    body = Buffer.concat([call.rawBody, Buffer.from(`${call.rawBody.length > 0 ? '&' : ''}${extra}`)]);
+  }
+
+  let result;
+  try {
+    result = await deps.ledger.check({
+      agentId,
+      timezone: bound.timezone,
+      policy: bound.policy,
+      action: found.action,
+      idempotencyKey: call.idempotencyKey,
+      requestHash: createHash('sha256').update(`${req.method} ${call.path}\n`).update(call.rawBody).digest('hex'),
+      metadata: { source: 'stripe', endpoint: classification.endpoint, path: call.path, ...(found.objectId ? { object: found.objectId } : {}) },
+      now,
+      simulate: false,
+      startedAt,
+    });
+  } catch (error) {
+    if (error instanceof IdempotencyConflict) {
+      return stripeError(res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
+    }
+    throw error;
+  }
+  const decision = result.decision;
+  if (!result.replayed) {
+    deps.metrics.decisions.inc({ decision: decision.decision, reason: decision.reasonCode ?? 'none', source: 'stripe' });
+    deps.metrics.decisionSeconds.observe({ source: 'stripe' }, (performance.now() - startedAt) / 1000);
+  }
+  if (decision.decision !== 'allow') return policyRefusal(res, result.checkId, decision);
+
+  const forward = forwardContext(req);
+  if (!forward) throw new Error('no forward context');
+  forward.rawBody = body;
+  await new Promise<void>((resolve) => {
+    const finish = () => resolve();
+    forward.onAnswer = async (answer: UpstreamAnswer) => {
+      try {
+        await settle(deps, agentId, call.idempotencyKey, answer);
+      } finally {
+        relay(res, answer);
+        finish();
+      }
+    };
+    forward.onFailure = async ({ error, sent }) => {
+      try {
+        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released');
+      } finally {
+        req.log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
+        if (!res.headersSent) {
+          stripeError(res, sent ? 504 : 502, {
+            type: 'api_error',
+            message: sent
+              ? 'Stripe did not answer in time. The outcome is unknown and stays counted until it is reconciled; retrying with the same Idempotency-Key is safe.'
+              : 'spendgate could not reach Stripe; nothing was sent. Retry later.',
+          });
+        }
+        finish();
+      }
+    };
+    void deps.forwarder.checked(req, res);
+  });
+}
+
+async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer): Promise<void> {
+  if (answer.status >= 200 && answer.status < 300) {
+    let reference: string | undefined;
+    try {
+      const parsed = JSON.parse(answer.body.toString('utf8')) as { id?: unknown };
+      if (typeof parsed.id === 'string') reference = parsed.id;
+    } catch {
+      // not JSON: committed without an object id
+    }
+    await deps.ledger.settle(agentId, key, 'committed', reference ? { reference } : {});
+  } else if (answer.status >= 400 && answer.status < 500) {
+    await deps.ledger.settle(agentId, key, 'released');
+  } else {
+    await deps.ledger.settle(agentId, key, 'unknown');
+  }
+}
+
+function relay(res: Response, answer: UpstreamAnswer): void {
+  if (res.headersSent) return;
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (value === undefined || ['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(name)) continue;
+    res.setHeader(name, value);
+  }
+  res.status(answer.status).end(answer.body);
+}

@@ -1,0 +1,77 @@
+// The Stripe mirror, /v1/* on the agent port: authenticate the agent key, classify the call, refuse
+// privileged ones, check and count money-moving ones, forward the rest untouched.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Request, Response, Router } from 'express';
+import { Router as createRouter } from 'express';
+import { AppError } from '../errors.js';
+import { presentedKey } from '../http/auth.js';
+import { authenticateKey } from '../agents/keys.js';
+import { classify } from './classify.js';
+import { parseForm } from './form.js';
+import { checkedCall } from './checked-call.js';
+import type { MirrorDeps } from './checked-call.js';
+import { stripeError } from './errors.js';
+import { setForwardContext, upstreamIdempotencyKey } from './forward.js';
+
+const MAX_BODY = 1024 * 1024;
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        reject(new AppError('payload_too_large', `Request bodies are limited to ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export function mirrorRoutes(deps: MirrorDeps): Router {
+  const router = createRouter();
+  router.use(['/v1', '/v2'], async (req: Request, res: Response) => {
+    const path = req.originalUrl.split('?')[0] ?? '';
+    const key = presentedKey(req.headers);
+    if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
+    const principal = await authenticateKey(deps.knex, key);
+    if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
+      return stripeError(res, 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
+    }
+    const upstreamKey = deps.stripeKeys[principal.mode];
+    if (!upstreamKey) {
+      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
+    }
+    const isForm = req.method === 'POST' && !/^multipart\//i.test(req.get('content-type') ?? '');
+    const rawBody = isForm ? await readBody(req) : undefined;
+    const form = rawBody && rawBody.length > 0 ? parseForm(rawBody.toString('utf8')) : {};
+    const classification = classify(req.method, path, form);
+    const agentKey = req.get('idempotency-key');
+    const forward = setForwardContext(req, {
+      upstreamKey,
+      rawBody,
+      ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
+    });
+    switch (classification.kind) {
+      case 'privileged':
+        req.log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
+        return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
+      case 'other':
+        return deps.forwarder.passthrough(req, res);
+      case 'money': {
+        if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 characters');
+        const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
+        forward.idempotencyKey = agentKey;
+        forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
+        return checkedCall(deps, { req, res, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
+      }
+    }
+  });
+  return router;
+}

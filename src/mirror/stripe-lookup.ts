@@ -1,0 +1,45 @@
+// Upstream reads for the mirror through the official stripe SDK, pointed at STRIPE_API_BASE with
+// the real key of the agent's mode. A Stripe error (a missing object, say) is passed to the agent
+// as Stripe sent it.
+import Stripe from 'stripe';
+import type { StripeLookup } from './actions.js';
+
+/** Stripe answered with an error: the mirror relays status and body unchanged. */
+export class UpstreamError extends Error {
+  constructor(readonly status: number, readonly body: unknown, readonly requestId: string | undefined) {
+    super(`Stripe answered ${status}`);
+  }
+}
+
+export function stripeClient(secretKey: string, apiBase: string): Stripe {
+  const url = new URL(apiBase);
+  const protocol = url.protocol === 'http:' ? 'http' : 'https';
+  return new Stripe(secretKey, {
+    host: url.hostname,
+    port: url.port ? Number(url.port) : protocol === 'http' ? 80 : 443,
+    protocol,
+    maxNetworkRetries: 1,
+    timeout: 10_000,
+    telemetry: false,
+    appInfo: { name: 'spendgate' },
+  });
+}
+
+async function relayErrors<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeError && error.statusCode && error.statusCode < 500) {
+      throw new UpstreamError(error.statusCode, { error: error.raw }, error.requestId);
+    }
+    throw error;
+  }
+}
+
+export function stripeLookup(stripe: Stripe): StripeLookup {
+  return {
+    paymentIntent: (id) => relayErrors(async () => (await stripe.paymentIntents.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['paymentIntent']>>),
+    charge: (id) => relayErrors(async () => (await stripe.charges.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['charge']>>),
+    invoice: (id) => relayErrors(async () => (await stripe.invoices.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['invoice']>>),
+  };
+}

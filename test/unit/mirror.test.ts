@@ -1,0 +1,129 @@
+// The mirror's pure parts: which calls move money, which are refused, how amounts are found, and
+// which spending controls a new card gets.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { moneyAction } from '../../src/mirror/actions.js';
+import type { StripeLookup } from '../../src/mirror/actions.js';
+import { cardControlParams } from '../../src/mirror/card-controls.js';
+import { classify } from '../../src/mirror/classify.js';
+import { parseForm } from '../../src/mirror/form.js';
+import { upstreamIdempotencyKey } from '../../src/mirror/forward.js';
+import { compilePolicy } from '../../src/policy/compile.js';
+
+describe('classify()', () => {
+  const cases: [string, string, string, string][] = [
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=true', 'money:payment_intent_create'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd', 'other'],
+    ['POST', '/v1/payment_intents/pi_1/confirm', '', 'money:payment_intent_confirm'],
+    ['POST', '/v1/payment_intents/pi_1/capture', '', 'money:payment_intent_capture'],
+    ['POST', '/v1/charges', 'amount=1&currency=usd', 'money:charge_create'],
+    ['POST', '/v1/charges/ch_1/capture', '', 'money:charge_capture'],
+    ['POST', '/v1/charges/ch_1/refunds', '', 'money:charge_refund'],
+    ['POST', '/v1/charges/ch_1/refund', '', 'money:charge_refund'],
+    ['POST', '/v1/refunds', 'charge=ch_1', 'money:refund_create'],
+    ['POST', '/v1/transfers', '', 'money:transfer_create'],
+    ['POST', '/v1/payouts', '', 'money:payout_create'],
+    ['POST', '/v1/topups', '', 'money:topup_create'],
+    ['POST', '/v1/invoices/in_1/pay', '', 'money:invoice_pay'],
+    ['POST', '/v1/issuing/cards', 'currency=usd&type=virtual', 'money:issuing_card_create'],
+    ['POST', '/v1/issuing/cards/ic_1', 'status=active', 'privileged'],
+    ['POST', '/v1/issuing/cards/ic_1', 'status=inactive', 'other'],
+    ['POST', '/v1/issuing/cards/ic_1', 'spending_controls[spending_limits][0][amount]=999999', 'privileged'],
+    ['POST', '/v1/issuing/cards/ic_1', 'spending_controls=', 'privileged'],
+    ['POST', '/v1/issuing/cards/ic_1', 'metadata[note]=x', 'other'],
+    ['POST', '/v1/issuing/cardholders/ich_1', 'status=active', 'privileged'],
+    ['POST', '/v1/issuing/authorizations/iauth_1/approve', '', 'privileged'],
+    ['POST', '/v1/issuing/authorizations/iauth_1/decline', '', 'privileged'],
+    ['POST', '/v1/webhook_endpoints', 'url=https://evil.example', 'privileged'],
+    ['DELETE', '/v1/webhook_endpoints/we_1', '', 'privileged'],
+    ['GET', '/v1/webhook_endpoints', '', 'other'],
+    ['POST', '/v1/credit_notes', '', 'privileged'],
+    ['POST', '/v1/treasury/outbound_payments', '', 'privileged'],
+    ['POST', '/v2/core/accounts', '', 'privileged'],
+    ['GET', '/v1/charges', '', 'other'],
+    ['POST', '/v1/customers', 'email=a@b.c', 'other'],
+  ];
+  for (const [method, path, body, expected] of cases) {
+    test(`${method} ${path} ${body || '(no body)'} → ${expected}`, () => {
+      const c = classify(method, path, parseForm(body));
+      assert.equal(c.kind === 'money' ? `money:${c.endpoint}` : c.kind, expected);
+    });
+  }
+});
+
+describe('parseForm()', () => {
+  test('indexed and empty-bracket arrays, encoded brackets and deep metadata all parse', () => {
+    const form = parseForm('expand[0]=a&expand[1]=b&items[]=x&items[]=y&metadata%5Border%5D=6735&a[b][c][d][e][f][g]=deep');
+    assert.deepEqual(form.expand, ['a', 'b']);
+    assert.deepEqual(form.items, ['x', 'y']);
+    assert.equal((form.metadata as Record<string, string>).order, '6735');
+    assert.equal(JSON.stringify(form.a), '{"b":{"c":{"d":{"e":{"f":{"g":"deep"}}}}}}');
+  });
+  test('thousands of parameters in any order parse, and __proto__ does not pollute', () => {
+    const body = Array.from({ length: 3000 }, (_, i) => `metadata[k${2999 - i}]=${i}`).join('&') + '&__proto__[polluted]=1&amount=5';
+    const form = parseForm(body);
+    assert.equal(Object.keys(form.metadata as object).length, 3000);
+    assert.equal(form.amount, '5');
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+const lookup: StripeLookup = {
+  paymentIntent: async (id) => ({ id, amount: 4200, amount_capturable: 4000, currency: 'usd', customer: 'cus_1', latest_charge: 'ch_9', capture_method: 'automatic' }),
+  charge: async (id) => ({ id, amount: 5000, amount_refunded: 1200, currency: 'eur', created: Date.parse('2026-10-01T00:00:00Z') / 1000, customer: { id: 'cus_2' } }),
+  invoice: async (id) => ({ id, amount_remaining: 999, currency: 'usd', customer: 'cus_3' }),
+};
+const now = new Date('2026-11-01T00:00:00Z');
+
+describe('moneyAction()', () => {
+  test('a confirm reads the intent amount from Stripe', async () => {
+    const { action } = await moneyAction('payment_intent_confirm', {}, 'pi_1', lookup, now);
+    assert.deepEqual(action, { actionType: 'payment', amount: 4200, currency: 'usd', counterparty: 'cus_1' });
+  });
+  test('a capture without amount_to_capture uses the capturable amount', async () => {
+    assert.equal((await moneyAction('payment_intent_capture', {}, 'pi_1', lookup, now)).action.amount, 4000);
+    assert.equal((await moneyAction('payment_intent_capture', { amount_to_capture: '100' }, 'pi_1', lookup, now)).action.amount, 100);
+  });
+  test('a refund without amount refunds what remains, and its age comes from the charge', async () => {
+    const { action } = await moneyAction('refund_create', { charge: 'ch_1' }, undefined, lookup, now);
+    assert.deepEqual(action, { actionType: 'refund', amount: 3800, currency: 'eur', counterparty: 'cus_2', refundAgeDays: 31 });
+  });
+  test('a refund of a payment intent refunds its latest charge', async () => {
+    const { action, objectId } = await moneyAction('refund_create', { payment_intent: 'pi_1', amount: '10' }, undefined, lookup, now);
+    assert.equal(objectId, 'ch_9');
+    assert.equal(action.amount, 10);
+  });
+  test('invoice pay uses the amount remaining', async () => {
+    assert.equal((await moneyAction('invoice_pay', {}, 'in_1', lookup, now)).action.amount, 999);
+  });
+  test('missing or malformed amounts are Stripe-style parameter errors', async () => {
+    await assert.rejects(moneyAction('transfer_create', { currency: 'usd' }, undefined, lookup, now), /Missing required param: amount/);
+    await assert.rejects(moneyAction('payout_create', { amount: '1.5', currency: 'usd' }, undefined, lookup, now), /Invalid integer/);
+    await assert.rejects(moneyAction('charge_create', { amount: '100' }, undefined, lookup, now), /currency/);
+    await assert.rejects(moneyAction('refund_create', {}, undefined, lookup, now), /charge or payment_intent/);
+  });
+});
+
+describe('cardControlParams()', () => {
+  test('limits, categories and countries of the policy become Stripe spending controls for the card currency', () => {
+    const policy = compilePolicy({ policy_id: 'p', rules: [
+      { rule_id: 'per', rule_type: 'max_amount', parameters: { limit: 10, currency: 'USD' } },
+      { rule_id: 'day', rule_type: 'velocity_limit', parameters: { limit: 25, currency: 'USD', window: 'daily' } },
+      { rule_id: 'eur', rule_type: 'max_amount', parameters: { limit: 99, currency: 'EUR' } },
+      { rule_id: 'cats', rule_type: 'category_blocklist', parameters: { categories: ['gambling'] } },
+      { rule_id: 'geo', rule_type: 'country_restriction', parameters: { allowed_countries: ['US', 'CA'] } },
+    ] }, 1);
+    const form = parseForm(cardControlParams(policy, 'usd', 'agent-1'));
+    const controls = form.spending_controls as Record<string, unknown>;
+    assert.equal((form.metadata as Record<string, string>).agent_id, 'agent-1');
+    assert.deepEqual(JSON.parse(JSON.stringify(controls.spending_limits)), [{ amount: '1000', interval: 'per_authorization' }, { amount: '2500', interval: 'daily' }]);
+    assert.ok((controls.blocked_categories as string[]).includes('betting_casino_gambling'));
+    assert.deepEqual(controls.allowed_merchant_countries, ['CA', 'US']);
+  });
+});
+
+test('upstream idempotency keys are per agent and bounded', () => {
+  assert.equal(upstreamIdempotencyKey('a', 'k'), upstreamIdempotencyKey('a', 'k'));
+  assert.notEqual(upstreamIdempotencyKey('a', 'k'), upstreamIdempotencyKey('b', 'k'));
+  assert.ok(upstreamIdempotencyKey('a', 'x'.repeat(255)).length <= 255);
+});
