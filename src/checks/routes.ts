@@ -21,5 +21,9 @@ export function checkRoutes(deps: CheckDeps): Router {
     if (replayed) res.setHeader('Idempotent-Replayed', 'true');
     res.json(body);
   });
+  // /v1/checks is ours, not Stripe's: other methods are not forwarded to Stripe.
+  router.all('/v1/checks', (req) => {
+    throw new AppError('not_found', `Unrecognized request URL (${req.method} /v1/checks); use POST`);
+  });
   return router;
 }

@@ -555,7 +555,7 @@ test('when /healthz and /readyz are called, then both answer 200 and readyz says
 
 test('when an unknown route is requested on the agent port, then it answers 404 in the agent error shape', async () => {
   const { key } = await agentWithPolicy(gw, cap1000);
-  const res = await gw.agent('GET', '/v1/no-such-thing', key);
+  const res = await gw.agent('GET', '/no-such-thing', key);
   assert.equal(res.status, 404);
   assert.equal(res.body.error.type, 'invalid_request_error');
   assert.equal(res.body.error.code, 'not_found');

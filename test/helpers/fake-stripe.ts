@@ -152,26 +152,44 @@ function numberField(object: Json, key: string): number {
 // Form parsing: flat key/value pairs, then nested params with numbers and booleans coerced
 // ---------------------------------------------------------------------------------------------
 
-/** Flat params from a form body or query string; `a[]` keys are numbered `a[0]`, `a[1]`, ... */
+/**
+ * Flat params from a form body or query string. `[]` keys are numbered like Stripe's (Rack's) parser
+ * reads them: `a[]=x&a[]=y` → `a[0]`, `a[1]`; `l[][amount]=1&l[][interval]=day` → one element
+ * `l[0][amount]`, `l[0][interval]` (a new element starts when a child key repeats).
+ */
 export function parseFlatForm(raw: string): Record<string, string> {
   const flat: Record<string, string> = {};
   if (raw === '') return flat;
-  const counters = new Map<string, number>();
+  const arrays = new Map<string, ArrayCursor>();
   for (const [key, value] of new URLSearchParams(raw)) {
-    flat[key.includes('[]') ? numberEmptyBrackets(key, counters) : key] = value;
+    flat[key.includes('[]') ? numberEmptyBrackets(key, arrays) : key] = value;
   }
   return flat;
 }
 
-function numberEmptyBrackets(key: string, counters: Map<string, number>): string {
+/** Per `prefix[]`: the current element's index and the child keys it already has. */
+interface ArrayCursor {
+  index: number;
+  children: Set<string>;
+}
+
+function numberEmptyBrackets(key: string, arrays: Map<string, ArrayCursor>): string {
   let out = '';
   let rest = key;
   for (let at = rest.indexOf('[]'); at !== -1; at = rest.indexOf('[]')) {
     const prefix = out + rest.slice(0, at);
-    const index = counters.get(prefix) ?? 0;
-    counters.set(prefix, index + 1);
+    const child = rest.slice(at + 2);
+    const cursor = arrays.get(prefix);
+    let index: number;
+    if (cursor && child !== '' && !cursor.children.has(child)) {
+      index = cursor.index;
+      cursor.children.add(child);
+    } else {
+      index = cursor ? cursor.index + 1 : 0;
+      arrays.set(prefix, { index, children: new Set(child === '' ? [] : [child]) });
+    }
     out = `${prefix}[${index}]`;
-    rest = rest.slice(at + 2);
+    rest = child;
   }
   return out + rest;
 }
@@ -771,7 +789,7 @@ function spendingControls(current: unknown, value: ParamValue | undefined, defau
   const out: Json = { ...base };
   for (const [key, entry] of Object.entries(value)) out[key] = entry === '' ? null : entry;
   if (Array.isArray(out.spending_limits)) {
-    out.spending_limits = out.spending_limits.map((limit) => (isRecord(limit) ? { categories: null, ...limit } : limit));
+    out.spending_limits = out.spending_limits.map((limit) => (isRecord(limit) ? { ...limit, categories: limit.categories ?? null } : limit));
   }
   return out;
 }

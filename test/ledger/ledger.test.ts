@@ -109,8 +109,12 @@ test('when reservations are committed, released or marked unknown, then the budg
   // 10 spent + 15 unknown (stays reserved) = 25 used: 25 left.
   assert.equal((await ledger.check(input(agent, 'e', { amount: 2501 }))).decision.decision, 'block');
   assert.equal((await ledger.check(input(agent, 'f', { amount: 2500 }))).decision.decision, 'allow');
-  // Final states do not move again; a second settle is a no-op.
-  assert.equal(await ledger.settle(agent.agentId, 'b', 'committed'), 'released');
+  // Committed is final; a released reservation stays released unless Stripe says the money moved.
+  assert.equal(await ledger.settle(agent.agentId, 'a', 'released'), 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'b', 'unknown'), 'released');
+  assert.equal(await ledger.settle(agent.agentId, 'b', 'committed', { amount: 100 }), 'committed');
+  const [after] = await counters(agent.agentId);
+  assert.equal(after.spent, 1100, 'money that moved after all is counted');
   assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
 });
 
