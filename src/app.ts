@@ -9,6 +9,7 @@ import { agentRoutes } from './admin/agents.js';
 import { keyRoutes } from './admin/keys.js';
 import { policyRoutes } from './admin/policies.js';
 import { simulationRoutes } from './admin/simulations.js';
+import { transactionRoutes } from './admin/transactions.js';
 import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
@@ -102,6 +103,7 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   admin.use(keyRoutes(deps.knex));
   admin.use(policyRoutes(deps.knex));
   admin.use(violationRoutes(deps.knex));
+  admin.use(transactionRoutes(deps.knex));
   admin.use(simulationRoutes(deps));
   admin.use((req) => {
     throw new AppError('not_found', `Unrecognized admin URL (${req.method} /admin/v1${req.path})`);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerApiKeyCommands } from './commands/api-key.js';
 import { registerPolicyCommands } from './commands/policy.js';
+import { registerTransactionCommands } from './commands/transactions.js';
 import { registerViolationCommands } from './commands/violations.js';
 import { CliError, DEFAULT_ADMIN_URL } from './client.js';
 import { CommandContext } from './context.js';
@@ -39,6 +40,7 @@ function buildProgram(ctx: CommandContext): Command {
   registerPolicyCommands(program, ctx);
   registerApiKeyCommands(program, ctx);
   registerViolationCommands(program, ctx);
+  registerTransactionCommands(program, ctx);
   return program;
 }
 

@@ -4,6 +4,7 @@ import knexFactory from 'knex';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import * as policyCore from '../../migrations/20261122000000_policy_core.js';
+import * as transactions from '../../migrations/20261122010000_transactions.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
   const n = Number(value);
@@ -13,6 +14,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
 
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261122000000_policy_core': policyCore,
+  '20261122010000_transactions': transactions,
 };
 
 /** Migrations are listed in code, so they load the same under tsx, compiled, or in a container. */

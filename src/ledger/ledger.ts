@@ -32,6 +32,8 @@ export interface CheckInput {
   simulate: boolean;
   /** performance.now() when the request arrived; recorded latency counts from here. */
   startedAt?: number;
+  /** Where the decision came from: 'check' (default), 'stripe' (the mirror), … */
+  source?: string;
 }
 
 export interface CheckResult {
@@ -156,7 +158,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
         const latencyMs = Math.max(0, Math.round(performance.now() - job.startedAt));
         const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false };
         if (input.simulate) return result;
-        const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow' };
+        const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow', source: input.source ?? 'check' };
         rows.push(row);
         decided.set(idemKey, row);
         if (decision.decision === 'allow') {

@@ -23,6 +23,7 @@ export interface CheckRow {
   latencyMs: number;
   /** An allowed decision reserves its amount. */
   reserved: boolean;
+  source: string;
 }
 
 export type PreviousCheck = Pick<CheckRow, 'checkId' | 'decision' | 'createdAt' | 'latencyMs' | 'requestHash' | 'idempotencyKey'>;
@@ -111,22 +112,22 @@ export async function recordBatch(trx: Knex.Transaction, checks: CheckRow[], cou
     await trx.raw(
       `insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
-         idempotency_key, request_hash, created_at, status, counted_amount, updated_at)
+         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source)
        select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
          violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-         created_at, case when reserved then 'reserved' end, case when reserved then amount end, created_at
+         created_at, case when reserved then 'reserved' end, case when reserved then amount end, created_at, source
        from unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::jsonb[], ?::text[],
-         ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bool[], ?::int[], ?::text[], ?::text[], ?::timestamptz[], ?::bool[])
+         ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bool[], ?::int[], ?::text[], ?::text[], ?::timestamptz[], ?::bool[], ?::text[])
          as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
            violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-           created_at, reserved)`,
+           created_at, reserved, source)`,
       [
         col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
         col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
         col((c) => JSON.stringify(c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
         col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
         col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
-        col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved),
+        col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
       ] as unknown as Knex.RawBinding[],
     );
     const violations = checks.filter((c) => c.decision.decision !== 'allow');

@@ -91,6 +91,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       now,
       simulate: false,
       startedAt,
+      source: 'stripe',
     });
   } catch (error) {
     if (error instanceof IdempotencyConflict) {

@@ -37,6 +37,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 export function mirrorRoutes(deps: MirrorDeps): Router {
   const router = createRouter();
   router.use(['/v1', '/v2'], async (req: Request, res: Response) => {
+    // The mount strips /v1 from req.url; Stripe must see the path the agent sent.
+    req.url = req.originalUrl;
     const path = req.originalUrl.split('?')[0] ?? '';
     const key = presentedKey(req.headers);
     if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });

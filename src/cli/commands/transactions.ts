@@ -1,0 +1,72 @@
+// `spend transactions`: money-moving calls the gateway decided, with what happened at Stripe
+// (pending, completed, declined, failed, unknown), newest first.
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { CliError } from '../client.js';
+import type { CommandContext } from '../context.js';
+import { positiveInteger } from '../options.js';
+import { when } from '../output.js';
+import { formatMoney } from '../../money.js';
+
+interface Transaction {
+  id: string;
+  agent_id: string;
+  action: string;
+  endpoint: string | null;
+  amount_minor: number;
+  currency: string;
+  counterparty: string | null;
+  stripe_object_id: string | null;
+  status: string;
+  reason_code: string | null;
+  created_at: string;
+}
+interface Page {
+  data: Transaction[];
+  pagination: { next_cursor: string | null; has_more: boolean; total_count: number };
+}
+interface Filters {
+  status?: string;
+  from?: string;
+  to?: string;
+  agent?: string;
+  limit?: number;
+  cursor?: string;
+  all?: boolean;
+}
+
+export function registerTransactionCommands(program: Command, ctx: CommandContext): void {
+  program
+    .command('transactions')
+    .description('list money-moving calls and their outcome, newest first')
+    .addOption(new Option('--status <status>', 'only this outcome').choices(['pending', 'completed', 'declined', 'failed', 'unknown']))
+    .option('--from <date>', 'at or after this time (ISO 8601, e.g. 2026-01-01)')
+    .option('--to <date>', 'before this time (ISO 8601)')
+    .option('--agent <id>', 'only this agent')
+    .option('--limit <n>', 'entries per page (1-100)', positiveInteger)
+    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
+    .option('--all', 'follow the cursor through every page')
+    .action(async (opts: Filters, cmd: Command) => {
+      const out = ctx.output(cmd);
+      const client = await ctx.client(cmd);
+      const query = { status: opts.status, from: opts.from, to: opts.to, agent_id: opts.agent };
+      let page = await client.request<Page>('GET', '/transactions', { query: { ...query, limit: opts.limit ?? (opts.all ? 100 : undefined), cursor: opts.cursor } });
+      const data = [...page.data];
+      while (opts.all && page.pagination.has_more) {
+        const cursor = page.pagination.next_cursor;
+        if (!cursor) throw new CliError('the gateway said there are more transactions but gave no cursor');
+        page = await client.request<Page>('GET', '/transactions', { query: { ...query, limit: opts.limit ?? 100, cursor } });
+        if (page.data.length === 0) break;
+        data.push(...page.data);
+      }
+      const pagination = opts.all ? { next_cursor: null, has_more: false, total_count: page.pagination.total_count } : page.pagination;
+      if (out.json) return out.printJson({ data, pagination });
+      if (data.length === 0) return out.line('No transactions match.');
+      out.table(
+        ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Stripe object', 'Status', 'Reason'],
+        data.map((t) => [when(t.created_at), t.agent_id, t.action, formatMoney({ amount: t.amount_minor, currency: t.currency.toLowerCase() }), t.counterparty, t.stripe_object_id, t.status, t.reason_code]),
+      );
+      out.line(`${data.length} of ${pagination.total_count} transaction${pagination.total_count === 1 ? '' : 's'}.`);
+      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
+    });
+}
