@@ -8,6 +8,11 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
+import { benchMirror } from './mirror.js';
+
+// `npm run bench -- mirror` runs one section; no argument runs them all.
+const only = process.argv[2];
+const wanted = (section: string) => !only || only === section;
 
 const dataDir = await mkdtemp(path.join(tmpdir(), 'spendgate-bench-'));
 const db = process.env.BENCH_DATABASE_URL ? undefined : await startEmbeddedPostgres(dataDir, { info: () => undefined, warn: console.error }, 'spendgate_bench');
@@ -19,6 +24,30 @@ try {
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
   console.log(`postgres: ${settings.rows.map((r: { name: string; setting: string }) => `${r.name}=${r.setting}`).join(' ')}`);
 
+  if (wanted('policy')) await policySection();
+  if (wanted('mirror')) await mirrorSection();
+} finally {
+  await knex.destroy();
+  await db?.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}
+
+async function mirrorSection() {
+  console.log('\nStripe mirror: 32 connections, 8 s each, every server its own process (autocannon)');
+  const figures = await benchMirror(url);
+  for (const f of figures) {
+    console.log(`  ${f.name.padEnd(66)} ${f.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms${f.non2xx ? `  (${f.non2xx} non-2xx!)` : ''}`);
+  }
+  const by = (prefix: string) => figures.find((f) => f.name.startsWith(prefix));
+  const floor = by('GET through minimal');
+  const gateway = by('GET through spendgate');
+  const passPost = by('POST /v1/customers');
+  const checked = by('POST /v1/payment_intents');
+  if (floor && gateway) console.log(`  passthrough vs minimal proxy: ${(gateway.requestsPerSecond / floor.requestsPerSecond).toFixed(2)}x throughput, ${(gateway.p50Ms - floor.p50Ms).toFixed(2)} ms added p50`);
+  if (passPost && checked) console.log(`  checked money-moving POST vs passthrough POST: ${(checked.p50Ms - passPost.p50Ms).toFixed(2)} ms added p50`);
+}
+
+async function policySection() {
   const d = benchDecide();
   console.log(`\ndecide(): ${d.rules}-rule policy: ${d.perDecisionUs.toFixed(2)} µs per decision (${d.decisionsPerSecond.toLocaleString('en')} decisions/s, one core)`);
 
@@ -36,8 +65,4 @@ try {
     const c = await benchChecks(url, concurrency === 1 ? 2000 : 10000, concurrency);
     console.log(`  ${String(concurrency).padStart(2)} in flight: ${c.perSecond.toLocaleString('en').padStart(6)} checks/s  p50 ${c.p50Ms} ms  p99 ${c.p99Ms} ms  (${c.total} checks)`);
   }
-} finally {
-  await knex.destroy();
-  await db?.stop();
-  await rm(dataDir, { recursive: true, force: true });
 }

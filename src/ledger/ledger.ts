@@ -12,8 +12,8 @@ import type { Decision } from '../policy/decide.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
 import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
-import { lockAgents, loadStates, recordBatch } from './store.js';
-import type { CheckRow } from './store.js';
+import { loadReservations, lockAgents, loadStates, recordBatch } from './store.js';
+import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
 import type { ReservationStatus } from './state.js';
 
@@ -51,12 +51,27 @@ export class IdempotencyConflict extends Error {
   }
 }
 
-interface Job {
+interface CheckJob {
+  kind: 'check';
+  agentId: string;
   input: CheckInput;
   startedAt: number;
   resolve(result: CheckResult): void;
   reject(error: unknown): void;
 }
+
+interface SettleJob {
+  kind: 'settle';
+  agentId: string;
+  idempotencyKey: string;
+  status: Exclude<ReservationStatus, 'reserved'>;
+  amount?: number;
+  reference?: string;
+  resolve(status: ReservationStatus): void;
+  reject(error: unknown): void;
+}
+
+type Job = CheckJob | SettleJob;
 
 export interface Ledger {
   check(input: CheckInput): Promise<CheckResult>;
@@ -79,7 +94,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
 
   function check(input: CheckInput): Promise<CheckResult> {
     return new Promise((resolve, reject) => {
-      pending.push({ input, startedAt: input.startedAt ?? performance.now(), resolve, reject });
+      pending.push({ kind: 'check', agentId: input.agentId, input, startedAt: input.startedAt ?? performance.now(), resolve, reject });
       pump();
     });
   }
@@ -100,7 +115,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
         })
         .finally(() => {
           inFlight--;
-          for (const job of batch) busy.delete(job.input.agentId);
+          for (const job of batch) busy.delete(job.agentId);
           pump();
         });
     }
@@ -112,7 +127,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const rest: Job[] = [];
     const taken = new Set<string>();
     for (const job of pending) {
-      const agent = job.input.agentId;
+      const agent = job.agentId;
       if (batch.length < maxBatch && (taken.has(agent) || !busy.has(agent))) {
         taken.add(agent);
         busy.add(agent);
@@ -125,13 +140,20 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     return batch;
   }
 
+  /**
+   * One transaction for a batch: lock its agents, load what they need, then take checks and
+   * settlements in queue order against in-memory counters, and write everything at once.
+   */
   async function runBatch(batch: Job[]): Promise<void> {
+    const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
+    const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
     const outcomes = await knex.transaction(async (trx) => {
-      const agents = [...new Set(batch.map((j) => j.input.agentId))];
+      const agents = [...new Set(batch.map((j) => j.agentId))];
       await lockAgents(trx, agents);
+      const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
       const specs: { agentId: string; spec: UsageSpec }[] = [];
       const lookbacks = new Map<string, Date>();
-      for (const { input } of batch) {
+      for (const { input } of checks) {
         for (const spec of usageSpecs(input.policy, input.action, input.now, input.timezone)) specs.push({ agentId: input.agentId, spec });
         const lookback = duplicateLookbackSeconds(input.policy);
         if (lookback > 0) {
@@ -140,64 +162,78 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
           if (!known || since < known) lookbacks.set(input.agentId, since);
         }
       }
-      const times = batch.map((j) => j.input.now.getTime());
-      const keys = batch.filter((j) => !j.input.simulate).map((j) => [j.input.agentId, j.input.idempotencyKey] as [string, string]);
+      const times = [...checks.map((j) => j.input.now.getTime()), ...[...reservations.values()].map((r) => r.createdAt.getTime())];
+      const keys = checks.filter((j) => !j.input.simulate).map((j) => [j.agentId, j.input.idempotencyKey] as [string, string]);
       const { states, previous } = await loadStates(trx, agents, specs, [new Date(Math.min(...times)), new Date(Math.max(...times))], keys, lookbacks);
       const rows: CheckRow[] = [];
+      const updates: ReservationUpdate[] = [];
       const decided = new Map<string, CheckRow>();
-      const results = batch.map((job): CheckResult | Error => {
-        const { input } = job;
-        const state = states.get(input.agentId) ?? new AgentState(input.agentId);
-        const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
-        const before = input.simulate ? undefined : (previous.get(idemKey) ?? decided.get(idemKey));
-        if (before) {
-          if (before.requestHash !== input.requestHash) return new IdempotencyConflict(input.idempotencyKey);
-          return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow' };
-        }
-        const decision = decide(input.policy, input.action, { now: input.now, timezone: input.timezone, usage: state.usage(), recent: state.recent });
-        const latencyMs = Math.max(0, Math.round(performance.now() - job.startedAt));
-        const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false };
-        if (input.simulate) return result;
-        const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow', source: input.source ?? 'check' };
-        rows.push(row);
-        decided.set(idemKey, row);
-        if (decision.decision === 'allow') {
-          const facts: ReservationFacts = { actionType: input.action.actionType, amount: input.action.amount, currency: input.action.currency, counterparty: input.action.counterparty ?? '', occurredAt: input.now };
-          state.apply(facts, contribution('reserved', facts.amount));
-          state.recent.unshift(facts);
-          result.reserved = true;
-        }
-        return result;
-      });
-      await recordBatch(trx, rows, [...states.values()].flatMap((s) => s.dirtyCounters()));
+      const stateOf = (agentId: string) => states.get(agentId) ?? new AgentState(agentId);
+      const results = batch.map((job): CheckResult | ReservationStatus | Error =>
+        job.kind === 'settle' ? settleInBatch(job, reservations, stateOf(job.agentId), updates) : decideInBatch(job, stateOf(job.agentId), previous, decided, rows),
+      );
+      await recordBatch(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), updates);
       return results;
     });
     batch.forEach((job, i) => {
       const outcome = outcomes[i];
       if (outcome instanceof Error || outcome === undefined) job.reject(outcome ?? new Error('no outcome'));
-      else job.resolve(outcome);
+      else if (job.kind === 'check') job.resolve(outcome as CheckResult);
+      else job.resolve(outcome as ReservationStatus);
     });
   }
 
-  async function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: { amount?: number; reference?: string } = {}): Promise<ReservationStatus> {
-    return knex.transaction(async (trx) => {
-      await lockAgents(trx, [agentId]);
-      const row = await trx('decisions').where({ agent_id: agentId, idempotency_key: idempotencyKey }).whereNotNull('status').first();
-      if (!row) throw new Error(`no reservation for agent ${agentId} with key ${idempotencyKey}`);
-      const current = row.status as ReservationStatus;
-      // Committed is final. Released is final too, except that money Stripe reports as moved after
-      // all (a replay after the first answer was a refusal) is counted: the truth beats the limit.
-      if (current === 'committed' || (current === 'released' && status !== 'committed')) return current;
-      const amount = opts.amount ?? (row.counted_amount as number);
-      const facts: ReservationFacts = { actionType: row.action_type, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.created_at };
-      const { states } = await loadStates(trx, [agentId], [], [row.created_at, row.created_at], [], new Map());
-      const state = states.get(agentId) ?? new AgentState(agentId);
-      const before = contribution(current, row.counted_amount as number);
-      const after = contribution(status, amount);
-      state.apply(facts, { reserved: after.reserved - before.reserved, spent: after.spent - before.spent, count: after.count - before.count });
-      await trx('decisions').where({ id: row.id }).update({ status, counted_amount: amount, reference: opts.reference ?? row.reference, updated_at: new Date() });
-      await recordBatch(trx, [], state.dirtyCounters());
-      return status;
+  function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[]): CheckResult | Error {
+    const { input } = job;
+    const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
+    const before = input.simulate ? undefined : (previous.get(idemKey) ?? decided.get(idemKey));
+    if (before) {
+      if (before.requestHash !== input.requestHash) return new IdempotencyConflict(input.idempotencyKey);
+      return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow' };
+    }
+    const decision = decide(input.policy, input.action, { now: input.now, timezone: input.timezone, usage: state.usage(), recent: state.recent });
+    const latencyMs = Math.max(0, Math.round(performance.now() - job.startedAt));
+    const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false };
+    if (input.simulate) return result;
+    const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow', source: input.source ?? 'check' };
+    rows.push(row);
+    decided.set(idemKey, row);
+    if (decision.decision === 'allow') {
+      const facts: ReservationFacts = { actionType: input.action.actionType, amount: input.action.amount, currency: input.action.currency, counterparty: input.action.counterparty ?? '', occurredAt: input.now };
+      state.apply(facts, contribution('reserved', facts.amount));
+      state.recent.unshift(facts);
+      result.reserved = true;
+    }
+    return result;
+  }
+
+  /**
+   * Committed is final. Released is final too, except that money Stripe reports as moved after
+   * all (a replay after the first answer was a refusal) is counted: the truth beats the limit.
+   */
+  function settleInBatch(job: SettleJob, reservations: Map<string, StoredReservation>, state: AgentState, updates: ReservationUpdate[]): ReservationStatus | Error {
+    const row = reservations.get(`${job.agentId}\u0000${job.idempotencyKey}`);
+    if (!row) return new Error(`no reservation for agent ${job.agentId} with key ${job.idempotencyKey}`);
+    const current = row.status;
+    if (current === 'committed' || (current === 'released' && job.status !== 'committed')) return current;
+    const amount = job.amount ?? row.countedAmount;
+    const facts: ReservationFacts = { actionType: row.actionType, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.createdAt };
+    const before = contribution(current, row.countedAmount);
+    const after = contribution(job.status, amount);
+    state.apply(facts, { reserved: after.reserved - before.reserved, spent: after.spent - before.spent, count: after.count - before.count });
+    // Later settlements of the same reservation in this batch see this one.
+    row.status = job.status;
+    row.countedAmount = amount;
+    const earlier = updates.findIndex((u) => u.id === row.id);
+    if (earlier >= 0) updates.splice(earlier, 1);
+    updates.push({ id: row.id, status: job.status, amount, reference: job.reference ?? null });
+    return job.status;
+  }
+
+  function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: { amount?: number; reference?: string } = {}): Promise<ReservationStatus> {
+    return new Promise((resolve, reject) => {
+      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...opts, resolve, reject });
+      pump();
     });
   }
 

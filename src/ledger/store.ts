@@ -9,7 +9,7 @@ import type { Action } from '../policy/model.js';
 import { usageKey } from '../policy/usage.js';
 import type { UsageSpec } from '../policy/usage.js';
 import { AgentState } from './state.js';
-import type { Counter } from './state.js';
+import type { Counter, ReservationStatus } from './state.js';
 
 export interface CheckRow {
   checkId: string;
@@ -106,7 +106,47 @@ async function summarize(trx: Knex.Transaction, agentId: string, spec: UsageSpec
   return { reserved: Number(row?.reserved ?? 0), spent: Number(row?.spent ?? 0), count: Number(row?.count ?? 0) };
 }
 
-export async function recordBatch(trx: Knex.Transaction, checks: CheckRow[], counters: Counter[]): Promise<void> {
+export interface StoredReservation {
+  id: string;
+  status: ReservationStatus;
+  countedAmount: number;
+  actionType: string;
+  currency: string;
+  counterparty: string;
+  createdAt: Date;
+}
+
+export interface ReservationUpdate {
+  id: string;
+  status: ReservationStatus;
+  amount: number;
+  reference: string | null;
+}
+
+/** The reservations a batch settles, by agent and idempotency key. */
+export async function loadReservations(trx: Knex.Transaction, keys: [string, string][]): Promise<Map<string, StoredReservation>> {
+  const found = new Map<string, StoredReservation>();
+  if (keys.length === 0) return found;
+  const { rows } = await trx.raw(
+    `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
+       from decisions d join unnest(?::text[], ?::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
+      where d.status is not null`,
+    [keys.map((k) => k[0]), keys.map((k) => k[1])],
+  );
+  for (const r of rows) {
+    found.set(`${r.agent_id}\u0000${r.idempotency_key}`, { id: r.id, status: r.status, countedAmount: Number(r.counted_amount), actionType: r.action_type, currency: r.currency, counterparty: r.counterparty, createdAt: r.created_at });
+  }
+  return found;
+}
+
+export async function recordBatch(trx: Knex.Transaction, checks: CheckRow[], counters: Counter[], updates: ReservationUpdate[] = []): Promise<void> {
+  if (updates.length > 0) {
+    await trx.raw(
+      `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
+         from unnest(?::text[], ?::text[], ?::bigint[], ?::text[]) as u(id, status, amount, reference) where d.id = u.id`,
+      [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)] as unknown as Knex.RawBinding[],
+    );
+  }
   if (checks.length > 0) {
     const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
     await trx.raw(
