@@ -65,6 +65,16 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     throw error;
   }
 
+  // A capture of a payment the gateway already counted when it was authorized (confirm with
+  // capture_method=manual, or a charge with capture=false) moves that money, not new money.
+  const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
+  if (isCapture && found.objectId && (await alreadyCounted(deps.knex, agentId, found.objectId))) {
+    const forward = forwardContext(req);
+    if (forward) forward.rawBody = call.rawBody;
+    await deps.forwarder.passthrough(req, res);
+    return;
+  }
+
   let body = call.rawBody;
   if (classification.endpoint === 'issuing_card_create') {
     if (Object.prototype.hasOwnProperty.call(call.form, 'spending_controls')) {
@@ -86,7 +96,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       policy: bound.policy,
       action: found.action,
       idempotencyKey: call.idempotencyKey,
-      requestHash: createHash('sha256').update(`${req.method} ${call.path}\n`).update(call.rawBody).digest('hex'),
+      requestHash: createHash('sha256').update(`${req.method} ${req.originalUrl}\n`).update(call.rawBody).digest('hex'),
       metadata: { source: 'stripe', endpoint: classification.endpoint, path: call.path, ...(found.objectId ? { object: found.objectId } : {}) },
       now,
       simulate: false,
@@ -137,6 +147,11 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     void deps.forwarder.checked(req, res);
   });
+}
+
+async function alreadyCounted(knex: Knex, agentId: string, objectId: string): Promise<boolean> {
+  const row = await knex('decisions').where({ agent_id: agentId, reference: objectId, source: 'stripe' }).whereIn('status', ['reserved', 'committed', 'unknown']).first('id');
+  return row !== undefined;
 }
 
 async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer): Promise<void> {

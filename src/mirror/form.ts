@@ -6,3 +6,28 @@ import qs from 'qs';
 export function parseForm(body: string): Record<string, unknown> {
   return qs.parse(body, { depth: 20, arrayLimit: 10_000, parameterLimit: 100_000, allowPrototypes: false, plainObjects: true, strictDepth: false });
 }
+
+/**
+ * A parameter given twice (`confirm=false&confirm=true`), or in both the query string and the
+ * body, could be read one way here and another way by Stripe. Such requests are refused.
+ * Returns the first such parameter, or undefined. `a[]` lists are fine.
+ */
+export function ambiguousParameter(query: string, body: string): string | undefined {
+  const seen = new Set<string>();
+  for (const part of [query, body]) {
+    for (const pair of part.split('&')) {
+      if (pair === '') continue;
+      const rawKey = pair.split('=', 1)[0] ?? '';
+      let key: string;
+      try {
+        key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+      } catch {
+        return rawKey;
+      }
+      if (key.endsWith('[]')) continue;
+      if (seen.has(key)) return key;
+      seen.add(key);
+    }
+  }
+  return undefined;
+}

@@ -8,7 +8,7 @@ import { AppError } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
 import { authenticateKey } from '../agents/keys.js';
 import { classify } from './classify.js';
-import { parseForm } from './form.js';
+import { ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
@@ -50,9 +50,21 @@ export function mirrorRoutes(deps: MirrorDeps): Router {
     if (!upstreamKey) {
       return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
     }
-    const isForm = req.method === 'POST' && !/^multipart\//i.test(req.get('content-type') ?? '');
-    const rawBody = isForm ? await readBody(req) : undefined;
-    const form = rawBody && rawBody.length > 0 ? parseForm(rawBody.toString('utf8')) : {};
+    const contentType = (req.get('content-type') ?? '').toLowerCase();
+    // Only /v1/files takes multipart; any other body must be a form the gateway can read.
+    const multipart = contentType.startsWith('multipart/');
+    if (req.method === 'POST' && multipart && path !== '/v1/files') {
+      return stripeError(res, 400, { type: 'invalid_request_error', message: 'spendgate reads Stripe form bodies only (application/x-www-form-urlencoded); multipart is accepted for /v1/files alone.' });
+    }
+    const rawBody = req.method === 'POST' && !multipart ? await readBody(req) : undefined;
+    const bodyText = rawBody?.toString('utf8') ?? '';
+    const queryText = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+    const ambiguous = req.method === 'POST' ? ambiguousParameter(queryText, bodyText) : undefined;
+    if (ambiguous !== undefined) {
+      return stripeError(res, 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
+    }
+    // Stripe reads POST parameters from the query string too: classify what Stripe will see.
+    const form = req.method === 'POST' ? parseForm([queryText, bodyText].filter(Boolean).join('&')) : {};
     const classification = classify(req.method, path, form);
     const agentKey = req.get('idempotency-key');
     const forward = setForwardContext(req, {

@@ -8,6 +8,10 @@
 //
 // In-process:   const fake = await startFakeStripe(); new Stripe(key, { host: '127.0.0.1', port: fake.port, protocol: 'http' })
 // Standalone:   node --import tsx test/helpers/fake-stripe.ts [--port N] [--latency-ms N]  → prints {"port":N}
+// Benchmarks:   pass { record: false } in-process (the standalone server never records); stored objects
+//               and idempotency entries are capped (maxStored, default 20,000 each, oldest dropped first).
+// Not modelled: 409 for concurrent requests with one idempotency key (the first result is stored before
+//               any latency, so a concurrent twin gets the replay), v2 JSON endpoints, webhooks.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -82,8 +86,10 @@ export interface FakeStripeOptions {
   latencyMs?: number;
   /** Record requests in `requests` (default true; the standalone server does not record). */
   record?: boolean;
-  /** Most objects (and, separately, idempotency entries) kept; the oldest are dropped beyond it. */
+  /** Most objects (and, separately, idempotency entries) kept, default 20,000; the oldest are dropped beyond it. */
   maxStored?: number;
+  /** Accept only these API keys (like a real account); default: any well-formed sk_/rk_ test or live key. */
+  apiKeys?: string[];
 }
 
 export const DEFAULT_STRIPE_VERSION = '2026-07-29.dahlia';
@@ -109,25 +115,58 @@ type FixtureName =
   | 'payment_intent' | 'charge' | 'refund' | 'transfer' | 'payout' | 'topup' | 'invoice' | 'customer'
   | 'balance' | 'issuing.card' | 'issuing.cardholder' | 'issuing.authorization';
 
-const FIXTURES = loadFixtures();
+/**
+ * Fixture fields that make no sense on a freshly created object (the samples carry filler values
+ * such as `last_payment_error: {type: 'idempotency_error'}`), replaced once at load time.
+ */
+const TEMPLATE_PATCHES: Partial<Record<FixtureName, Json>> = {
+  payment_intent: {
+    amount_capturable: 0, amount_received: 0, canceled_at: null, cancellation_reason: null, last_payment_error: null,
+    latest_charge: null, next_action: null, payment_method_configuration_details: null, processing: null,
+    shipping: null, source: null, status: 'requires_confirmation', transfer_data: null,
+  },
+  charge: {
+    amount_refunded: 0, customer: null, description: null, paid: true, payment_intent: null, receipt_url: null,
+    refunded: false, source: null, status: 'succeeded', transfer_data: null,
+    outcome: { advice_code: null, network_advice_code: null, network_decline_code: null, network_status: 'approved_by_network', reason: null, risk_level: 'normal', seller_message: 'Payment complete.', type: 'authorized' },
+  },
+  transfer: { amount_reversed: 0, description: null, reversed: false },
+  payout: { automatic: false, description: null, method: 'standard', status: 'pending' },
+  topup: { balance_transaction: null, description: null, source: null, status: 'pending' },
+  customer: { discount: null },
+  'issuing.card': { cancellation_reason: null, latest_fraud_warning: null, lifecycle_controls: null },
+};
 
-function loadFixtures(): Record<FixtureName, Json> {
+/** Each fixture as JSON text, parsed afresh per object (faster than structuredClone). */
+const TEMPLATES = loadTemplates();
+
+function loadTemplates(): Map<FixtureName, string> {
   const file = new URL('../fixtures/stripe/fixtures.json', import.meta.url);
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as { resources: Record<FixtureName, Json> };
-  return parsed.resources;
+  const templates = new Map<FixtureName, string>();
+  for (const [name, object] of Object.entries(parsed.resources) as [FixtureName, Json][]) {
+    templates.set(name, JSON.stringify({ ...object, ...TEMPLATE_PATCHES[name] }));
+  }
+  return templates;
 }
 
-/** A fresh deep copy of a fixture object. */
+/** A fresh deep copy of a (patched) fixture object. */
 function fixture(name: FixtureName): Json {
-  return structuredClone(FIXTURES[name]);
+  return JSON.parse(TEMPLATES.get(name) ?? '{}') as Json;
 }
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
 
+/** Random characters from a pooled buffer (one randomBytes call per 4 KiB, not per id). */
 function randomChars(length: number, alphabet = ALPHANUMERIC): string {
-  const bytes = randomBytes(length);
+  if (randomAt + length > randomPool.length) {
+    randomPool = randomBytes(4096);
+    randomAt = 0;
+  }
   let out = '';
-  for (const byte of bytes) out += alphabet.charAt(byte % alphabet.length);
+  for (let i = 0; i < length; i++) out += alphabet.charAt(randomPool.readUInt8(randomAt++) % alphabet.length);
   return out;
 }
 
@@ -146,6 +185,61 @@ function isParams(value: ParamValue | undefined): value is Params {
 function numberField(object: Json, key: string): number {
   const value = object[key];
   return typeof value === 'number' ? value : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: { type: string; message: string; code?: string; param?: string },
+    /** Failed before execution started: Stripe saves no idempotent result for these. */
+    readonly beforeExecution: boolean,
+  ) {
+    super(detail.message);
+  }
+}
+
+function invalidParam(param: string, message: string, code = 'parameter_invalid'): ApiError {
+  return new ApiError(400, { type: 'invalid_request_error', code, message, param }, true);
+}
+
+function invalidRequest(message: string, extra: { code?: string; param?: string } = {}): ApiError {
+  return new ApiError(400, { type: 'invalid_request_error', message, ...extra }, false);
+}
+
+function missingParam(param: string): ApiError {
+  return invalidParam(param, `Missing required param: ${param}.`, 'parameter_missing');
+}
+
+function noSuch(type: string, id: string, param: string, hint = ''): ApiError {
+  const message = `No such ${type}: '${id}'${hint}`;
+  return new ApiError(404, { type: 'invalid_request_error', code: 'resource_missing', message, param }, true);
+}
+
+function unrecognized(method: string, path: string): ApiError {
+  const message = `Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`;
+  return new ApiError(404, { type: 'invalid_request_error', message }, true);
+}
+
+function unexpectedState(message: string): ApiError {
+  return invalidRequest(message, { code: 'payment_intent_unexpected_state' });
+}
+
+function errorPayload(error: ApiError, requestId: string, livemode: boolean): string {
+  const { type, code, message, param } = error.detail;
+  const body: Json = {};
+  if (code) {
+    body.code = code;
+    body.doc_url = `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`;
+  }
+  body.message = message;
+  if (param) body.param = param;
+  if (error.status !== 401) body.request_log_url = `https://dashboard.stripe.com/${livemode ? '' : 'test/'}logs/${requestId}`;
+  body.type = type;
+  return JSON.stringify({ error: body });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,21 +333,6 @@ function isIntegerParam(key: string): boolean {
   return key === 'amount' || key === 'limit' || key.startsWith('amount_') || key.endsWith('_amount');
 }
 
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly detail: { type: string; message: string; code?: string; param?: string },
-    /** Failed before execution started: Stripe saves no idempotent result for these. */
-    readonly beforeExecution: boolean,
-  ) {
-    super(detail.message);
-  }
-}
-
-function invalidParam(param: string, message: string, code = 'parameter_invalid'): ApiError {
-  return new ApiError(400, { type: 'invalid_request_error', code, message, param }, true);
-}
-
 /** Index-keyed objects become arrays, integer and boolean params become numbers and booleans. */
 function finishParam(key: string, value: ParamValue, name: string, inMetadata: boolean): ParamValue {
   if (inMetadata) return value;
@@ -284,46 +363,6 @@ function toParams(flat: Record<string, string>): Params {
   const out: Params = {};
   for (const [key, value] of Object.entries(nested)) out[key] = finishParam(key, value, key, false);
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-function invalidRequest(message: string, extra: { code?: string; param?: string } = {}): ApiError {
-  return new ApiError(400, { type: 'invalid_request_error', message, ...extra }, false);
-}
-
-function missingParam(param: string): ApiError {
-  return invalidParam(param, `Missing required param: ${param}.`, 'parameter_missing');
-}
-
-function noSuch(type: string, id: string, param: string, hint = ''): ApiError {
-  const message = `No such ${type}: '${id}'${hint}`;
-  return new ApiError(404, { type: 'invalid_request_error', code: 'resource_missing', message, param }, true);
-}
-
-function unrecognized(method: string, path: string): ApiError {
-  const message = `Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`;
-  return new ApiError(404, { type: 'invalid_request_error', message }, true);
-}
-
-function unexpectedState(message: string): ApiError {
-  return invalidRequest(message, { code: 'payment_intent_unexpected_state' });
-}
-
-function errorPayload(error: ApiError, requestId: string, livemode: boolean): string {
-  const { type, code, message, param } = error.detail;
-  const body: Json = {};
-  if (code) {
-    body.code = code;
-    body.doc_url = `https://stripe.com/docs/error-codes/${code.replaceAll('_', '-')}`;
-  }
-  body.message = message;
-  if (param) body.param = param;
-  if (error.status !== 401) body.request_log_url = `https://dashboard.stripe.com/${livemode ? '' : 'test/'}logs/${requestId}`;
-  body.type = type;
-  return JSON.stringify({ error: body });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,7 +498,7 @@ function formatMoney(amount: number, currency: unknown): string {
 const PI_FIELDS = [
   'description', 'customer', 'payment_method', 'receipt_email', 'capture_method', 'confirmation_method',
   'setup_future_usage', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_group',
-  'on_behalf_of', 'application_fee_amount', 'transfer_data', 'payment_method_types', 'shipping',
+  'on_behalf_of', 'application_fee_amount', 'transfer_data', 'shipping',
 ] as const;
 const PI_CONFIRMABLE = new Set(['requires_payment_method', 'requires_confirmation', 'requires_action']);
 const PI_AMOUNT_UPDATABLE = PI_CONFIRMABLE;
@@ -470,25 +509,9 @@ function createPaymentIntent(ctx: Ctx): Json {
   const amount = requireAmount(params);
   const currency = requireCurrency(params);
   const intent = fresh(ctx, 'payment_intent', 'pi');
-  Object.assign(intent, {
-    amount,
-    currency,
-    amount_capturable: 0,
-    amount_received: 0,
-    canceled_at: null,
-    cancellation_reason: null,
-    client_secret: `${intent.id}_secret_${randomChars(25)}`,
-    last_payment_error: null,
-    latest_charge: null,
-    next_action: null,
-    payment_method_configuration_details: null,
-    processing: null,
-    shipping: null,
-    source: null,
-    status: 'requires_confirmation',
-    transfer_data: null,
-  });
+  Object.assign(intent, { amount, currency, client_secret: `${intent.id}_secret_${randomChars(25)}` });
   reflect(intent, params, PI_FIELDS);
+  applyPaymentMethodTypes(intent, params);
   applyMetadata(intent, params.metadata);
   save(ctx, intent);
   if (params.confirm === true) confirmIntent(ctx, intent);
@@ -508,8 +531,20 @@ function updatePaymentIntent(ctx: Ctx, [id]: string[]): Json {
   if (amount !== undefined) intent.amount = amount;
   if (params.currency !== undefined) intent.currency = requireCurrency(params);
   reflect(intent, params, PI_FIELDS);
+  applyPaymentMethodTypes(intent, params);
   applyMetadata(intent, params.metadata);
   return intent;
+}
+
+/** API 2026-10-28 (stripe-node 23) sends `allowed_payment_method_types`; older versions `payment_method_types`. */
+function applyPaymentMethodTypes(intent: StripeObject, params: Params): void {
+  const allowed = params.allowed_payment_method_types ?? params.payment_method_types;
+  if (allowed === undefined) {
+    intent.allowed_payment_method_types ??= null;
+    return;
+  }
+  intent.allowed_payment_method_types = Array.isArray(allowed) ? allowed : null;
+  intent.payment_method_types = Array.isArray(allowed) ? allowed : ['card'];
 }
 
 function confirmIntent(ctx: Ctx, intent: StripeObject): void {
@@ -586,26 +621,14 @@ function cancelPaymentIntent(ctx: Ctx, [id]: string[]): Json {
 
 function newCharge(ctx: Ctx, amount: number, currency: unknown, captured: boolean): StripeObject {
   const charge = fresh(ctx, 'charge', 'ch');
-  const outcome = isRecord(charge.outcome) ? charge.outcome : {};
   Object.assign(charge, {
     amount,
     currency,
     captured,
     amount_captured: captured ? amount : 0,
-    amount_refunded: 0,
     balance_transaction: newId('txn'),
-    customer: null,
-    description: null,
-    outcome: { ...outcome, network_status: 'approved_by_network', seller_message: 'Payment complete.', type: 'authorized' },
-    paid: true,
-    payment_intent: null,
     payment_method: newId('pm'),
-    receipt_url: null,
-    refunded: false,
     refunds: { ...list(`/v1/charges/${charge.id}/refunds`, []), total_count: 0 },
-    source: null,
-    status: 'succeeded',
-    transfer_data: null,
   });
   return charge;
 }
@@ -701,12 +724,9 @@ function createTransfer(ctx: Ctx): Json {
     amount,
     currency,
     destination,
-    amount_reversed: 0,
     balance_transaction: newId('txn'),
-    description: null,
     destination_payment: newId('py'),
     reversals: { ...list(`/v1/transfers/${transfer.id}/reversals`, []), total_count: 0 },
-    reversed: false,
   });
   reflect(transfer, params, ['description', 'source_transaction', 'source_type', 'transfer_group']);
   applyMetadata(transfer, params.metadata);
@@ -718,16 +738,7 @@ function createPayout(ctx: Ctx): Json {
   const amount = requireAmount(params);
   const currency = requireCurrency(params);
   const payout = fresh(ctx, 'payout', 'po');
-  Object.assign(payout, {
-    amount,
-    currency,
-    arrival_date: ctx.now + 2 * 86_400,
-    automatic: false,
-    balance_transaction: newId('txn'),
-    description: null,
-    method: 'standard',
-    status: 'pending',
-  });
+  Object.assign(payout, { amount, currency, arrival_date: ctx.now + 2 * 86_400, balance_transaction: newId('txn') });
   reflect(payout, params, ['description', 'destination', 'method', 'source_type', 'statement_descriptor']);
   applyMetadata(payout, params.metadata);
   return save(ctx, payout);
@@ -738,14 +749,7 @@ function createTopup(ctx: Ctx): Json {
   const amount = requireAmount(params);
   const currency = requireCurrency(params);
   const topup = fresh(ctx, 'topup', 'tu');
-  Object.assign(topup, {
-    amount,
-    currency,
-    balance_transaction: null,
-    description: null,
-    expected_availability_date: ctx.now + 5 * 86_400,
-    status: 'pending',
-  });
+  Object.assign(topup, { amount, currency, expected_availability_date: ctx.now + 5 * 86_400 });
   reflect(topup, params, ['description', 'source', 'statement_descriptor', 'transfer_group']);
   applyMetadata(topup, params.metadata);
   return save(ctx, topup);
@@ -774,7 +778,7 @@ function payInvoice(ctx: Ctx, [id]: string[]): Json {
 
 function createCustomer(ctx: Ctx): Json {
   const customer = fresh(ctx, 'customer', 'cus');
-  Object.assign(customer, { discount: null, invoice_prefix: randomChars(8, 'ABCDEF0123456789') });
+  customer.invoice_prefix = randomChars(8, 'ABCDEF0123456789');
   reflect(customer, ctx.params, ['address', 'balance', 'description', 'email', 'name', 'phone', 'shipping', 'preferred_locales']);
   applyMetadata(customer, ctx.params.metadata);
   return save(ctx, customer);
@@ -835,11 +839,9 @@ function createCard(ctx: Ctx): Json {
   Object.assign(card, {
     cardholder: cardholderFor(ctx, params.cardholder),
     currency,
-    exp_month: 1 + (randomBytes(1)[0] as number) % 12,
+    exp_month: 1 + Math.floor(Math.random() * 12),
     exp_year: new Date().getUTCFullYear() + 3,
     last4: randomChars(4, '0123456789'),
-    latest_fraud_warning: null,
-    lifecycle_controls: null,
     shipping: type === 'physical' ? card.shipping : null,
     spending_controls: spendingControls(undefined, params.spending_controls, defaults),
     status,
@@ -1122,6 +1124,7 @@ class FakeStripeServer implements FakeStripe {
   private readonly server: Server;
   private readonly latencyMs: number;
   private readonly record: boolean;
+  private readonly apiKeys: Set<string> | undefined;
   private readonly store: BoundedMap<StripeObject>;
   private readonly idempotent: BoundedMap<IdempotentResult>;
   private overrides: Override[] = [];
@@ -1130,8 +1133,9 @@ class FakeStripeServer implements FakeStripe {
   constructor(options: FakeStripeOptions) {
     this.latencyMs = options.latencyMs ?? 0;
     this.record = options.record ?? true;
-    this.store = new BoundedMap(options.maxStored ?? 100_000);
-    this.idempotent = new BoundedMap(options.maxStored ?? 100_000);
+    this.apiKeys = options.apiKeys === undefined ? undefined : new Set(options.apiKeys);
+    this.store = new BoundedMap(options.maxStored ?? 20_000);
+    this.idempotent = new BoundedMap(options.maxStored ?? 20_000);
     this.server = createServer((req, res) => {
       this.onRequest(req, res).catch(() => res.destroy());
     });
@@ -1152,7 +1156,7 @@ class FakeStripeServer implements FakeStripe {
   }
 
   on(method: string, pathPattern: string | RegExp, behaviour: Behaviour): void {
-    const pattern = typeof pathPattern === 'string' ? compilePath(pathPattern) : pathPattern;
+    const pattern = typeof pathPattern === 'string' ? compilePath(pathPattern) : new RegExp(pathPattern.source, pathPattern.flags.replace(/[gy]/g, ''));
     this.overrides.unshift({ method: method.toUpperCase(), pattern, behaviour, remaining: behaviour.times ?? Infinity });
   }
 
@@ -1242,7 +1246,7 @@ class FakeStripeServer implements FakeStripe {
   /** Normal behaviour: auth, idempotency replay, then the route; first results are kept for replay. */
   private answer(req: IncomingMessage, method: string, path: string, body: Buffer, flat: Record<string, string>, requestId: string): Answer {
     const key = apiKeyFrom(headerValue(req.headers.authorization));
-    if (key === undefined || !KEY_FORMAT.test(key)) {
+    if (key === undefined || !KEY_FORMAT.test(key) || (this.apiKeys !== undefined && !this.apiKeys.has(key))) {
       return { status: 401, payload: errorPayload(authError(key), requestId, false) };
     }
     const livemode = key.split('_')[1] === 'live';

@@ -260,23 +260,38 @@ test('the SDK keys every POST itself, and the fake echoes it', async () => {
 });
 
 test('auth: a bad key is a StripeAuthenticationError that does not echo the key', async () => {
-  const key = 'sk_test_thisIsNotARealKeyAtAll9876';
+  const key = 'sk_tset_thisIsNotARealKeyAtAll9876';
   await assert.rejects(sdk(key).balance.retrieve(), (error: unknown) => {
     assert.ok(error instanceof Stripe.errors.StripeAuthenticationError);
     assert.equal(error.statusCode, 401);
+    assert.equal(error.rawType, 'invalid_request_error');
     assert.ok(!error.message.includes('thisIsNotARealKey'));
-    assert.match(error.message, /^Invalid API Key provided: sk_test_\*+9876$/);
+    assert.match(error.message, /^Invalid API Key provided: \*+9876$/);
     return true;
   });
   await assert.rejects(sdk('pk_test_123').balance.retrieve(), Stripe.errors.StripeAuthenticationError);
-  // A valid-looking key that the fake rejects only because of its format:
-  const garbage = await call('GET', '/v1/balance', undefined, { authorization: 'Bearer nonsense' });
-  assert.equal(garbage.status, 401);
-  assert.equal(garbage.body.error.type, 'invalid_request_error');
   const none = await call('GET', '/v1/balance', undefined, { authorization: '' });
+  assert.equal(none.status, 401);
   assert.match(none.body.error.message, /You did not provide an API key/);
   const basic = await call('GET', '/v1/balance', undefined, { authorization: `Basic ${Buffer.from('sk_test_123:').toString('base64')}` });
   assert.equal(basic.status, 200);
+  const restricted = await call('GET', '/v1/balance', undefined, { authorization: 'Bearer rk_live_abc' });
+  assert.equal(restricted.status, 200);
+  assert.equal(restricted.body.livemode, true);
+
+  // With apiKeys, only those keys work, like a real account's.
+  const account = await startFakeStripe({ apiKeys: ['sk_test_upstream0000000001'] });
+  try {
+    const client = (k: string) => new Stripe(k, { host: '127.0.0.1', port: account.port, protocol: 'http', maxNetworkRetries: 0 });
+    assert.equal((await client('sk_test_upstream0000000001').balance.retrieve()).object, 'balance');
+    await assert.rejects(client('sk_test_agent00000000000002').balance.retrieve(), (error: unknown) => {
+      assert.ok(error instanceof Stripe.errors.StripeAuthenticationError);
+      assert.match(error.message, /^Invalid API Key provided: sk_test_\*+0002$/);
+      return true;
+    });
+  } finally {
+    await account.stop();
+  }
 });
 
 test('live keys make live objects, invisible to test keys', async () => {
@@ -310,16 +325,16 @@ test('unknown ids and routes are 404s shaped like Stripe', async () => {
 });
 
 test('the raw body is recorded byte for byte; the form is parsed from raw or %-encoded brackets', async () => {
-  await stripe.paymentIntents.create({ amount: 500, currency: 'usd', payment_method_types: ['card'], metadata: { agent_id: 'a1', note: "it's (fine)!" } });
+  await stripe.paymentIntents.create({ amount: 500, currency: 'usd', allowed_payment_method_types: ['card'], metadata: { agent_id: 'a1', note: "it's (fine)!" } });
   const sdkRequest = fake.requests.at(-1);
   assert.equal(
     sdkRequest?.body.toString(),
-    'amount=500&currency=usd&payment_method_types[0]=card&metadata[agent_id]=a1&metadata[note]=it%27s%20%28fine%29%21',
+    'amount=500&currency=usd&allowed_payment_method_types[0]=card&metadata[agent_id]=a1&metadata[note]=it%27s%20%28fine%29%21',
   );
   assert.deepEqual(sdkRequest?.form, {
     amount: '500',
     currency: 'usd',
-    'payment_method_types[0]': 'card',
+    'allowed_payment_method_types[0]': 'card',
     'metadata[agent_id]': 'a1',
     'metadata[note]': "it's (fine)!",
   });
