@@ -12,6 +12,7 @@ import { simulationRoutes } from './admin/simulations.js';
 import { transactionRoutes } from './admin/transactions.js';
 import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
+import type { Lookups } from './agents/lookup-cache.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
 import { mirrorRoutes } from './mirror/routes.js';
 import { readiness } from './db/database.js';
@@ -23,6 +24,8 @@ import type { Ledger } from './ledger/ledger.js';
 
 export interface AppDeps {
   knex: Knex;
+  /** Key and agent-policy reads, cached or not (chosen in gateway.ts). */
+  lookups: Lookups;
   ledger: Ledger;
   metrics: Metrics;
   logger: Logger;
@@ -91,13 +94,13 @@ function mountAgent(app: Express, deps: AppDeps): void {
   // JSON only for the check API: the mirror reads Stripe's form bodies itself, byte for byte.
   agent.use('/v1/checks', express.json({ limit: '256kb', strict: true }));
   agent.use(checkRoutes(deps));
-  if (deps.mirror) agent.use(mirrorRoutes({ ...deps.mirror, knex: deps.knex, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }));
+  if (deps.mirror) agent.use(mirrorRoutes({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }));
   app.use(agent);
 }
 
 function mountAdmin(app: Express, deps: AppDeps): void {
   const admin = express.Router();
-  admin.use(requireAdmin(deps.knex, deps.adminToken));
+  admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
   admin.use(agentRoutes(deps.knex));
   admin.use(keyRoutes(deps.knex));

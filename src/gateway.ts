@@ -8,6 +8,8 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { createKey } from './agents/keys.js';
+import { cachedLookups } from './agents/lookup-cache.js';
+import { startInvalidation } from './db/invalidation.js';
 import { createAdminApp, createAgentApp, createCombinedApp } from './app.js';
 import type { AppDeps } from './app.js';
 import { configWarnings } from './config.js';
@@ -78,7 +80,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       return lookup;
     },
   };
-  const deps: AppDeps = { knex, ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror };
+  const invalidation = await startInvalidation(url, logger);
+  const deps: AppDeps = { knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror };
   const servers: Server[] = [];
   const listen = (app: ReturnType<typeof createAgentApp>, port: number, host: string) =>
     new Promise<Server>((resolve, reject) => {
@@ -109,6 +112,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async stop() {
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
       forwarder.close();
+      await invalidation.stop();
       await stopDatabase();
     },
   };

@@ -1,5 +1,6 @@
 // Agents: who may spend, under which policy, in which time zone.
 import type { Knex } from 'knex';
+import { publishInvalidation } from '../db/invalidation.js';
 import { AppError } from '../errors.js';
 
 export interface AgentRecord {
@@ -45,6 +46,7 @@ export async function updateAgent(knex: Knex, id: string, patch: { owner?: strin
   if (patch.policy_id) await requirePolicy(knex, patch.policy_id);
   const [row] = await knex('agents').where({ id }).update({ ...patch, updated_at: knex.fn.now() }).returning('*');
   if (!row) throw new AppError('not_found', `No agent "${id}"`);
+  await publishInvalidation(knex, `agent:${id}`);
   return row;
 }
 
@@ -56,5 +58,6 @@ export async function upsertAgent(knex: Knex, input: { id: string; owner: string
     // The file is the agent's source of truth: no timezone in it means UTC again.
     .merge({ owner: input.owner, policy_id: input.policy_id, timezone: input.timezone ?? 'UTC', updated_at: knex.fn.now() })
     .returning('*');
+  await publishInvalidation(knex, `agent:${input.id}`);
   return row;
 }

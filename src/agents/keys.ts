@@ -4,6 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
 import { base62, newId } from '../ids.js';
+import { publishInvalidation } from '../db/invalidation.js';
 import { AppError } from '../errors.js';
 
 export type KeyMode = 'test' | 'live';
@@ -27,6 +28,7 @@ export interface Principal {
   kind: 'agent' | 'admin';
   agentId: string | null;
   mode: KeyMode | null;
+  expiresAt?: Date | null;
 }
 
 function hashKey(key: string): Buffer {
@@ -63,7 +65,7 @@ export async function authenticateKey(knex: Knex, presented: string, now = new D
   const row = await knex('api_keys').where({ hash }).first();
   if (!row || !timingSafeEqual(row.hash as Buffer, hash)) return undefined;
   if (row.revoked_at || (row.expires_at && row.expires_at <= now)) return undefined;
-  return { keyId: row.id, kind: row.kind, agentId: row.agent_id, mode: row.mode };
+  return { keyId: row.id, kind: row.kind, agentId: row.agent_id, mode: row.mode, expiresAt: row.expires_at };
 }
 
 /** SPEND_ADMIN_TOKEN, compared in constant time. */
@@ -82,6 +84,7 @@ export async function listKeys(knex: Knex, filter: { agentId?: string; kind?: 'a
 export async function revokeKey(knex: Knex, id: string, kind: 'agent' | 'admin'): Promise<KeyRecord> {
   const [row] = await knex('api_keys').where({ id, kind }).update({ revoked_at: knex.raw('coalesce(revoked_at, now())') }).returning(COLUMNS);
   if (!row) throw new AppError('not_found', `No ${kind} key "${id}"`);
+  await publishInvalidation(knex, `key:${id}`);
   return row as KeyRecord;
 }
 
@@ -89,7 +92,9 @@ export async function revokeKey(knex: Knex, id: string, kind: 'agent' | 'admin')
 export async function revokeAgentKeys(knex: Knex, agentId?: string): Promise<KeyRecord[]> {
   const query = knex('api_keys').where({ kind: 'agent' }).whereNull('revoked_at');
   if (agentId) query.where({ agent_id: agentId });
-  return (await query.update({ revoked_at: knex.fn.now() }).returning(COLUMNS)) as KeyRecord[];
+  const revoked = (await query.update({ revoked_at: knex.fn.now() }).returning(COLUMNS)) as KeyRecord[];
+  await publishInvalidation(knex, agentId ? `agent:${agentId}` : 'all');
+  return revoked;
 }
 
 /** A new key of the same kind and mode; the old one keeps working for `graceHours`, then expires. */
@@ -104,6 +109,7 @@ export async function rotateKey(knex: Knex, id: string, kind: 'agent' | 'admin',
     const graceEnd = new Date(Date.now() + graceHours * 3_600_000);
     const expiresAt = old.expires_at && old.expires_at < graceEnd ? old.expires_at : graceEnd;
     const [previous] = await trx('api_keys').where({ id }).update({ expires_at: expiresAt, ...(graceHours === 0 ? { revoked_at: trx.fn.now() } : {}) }).returning(COLUMNS);
+    await publishInvalidation(trx, `key:${id}`);
     return { ...created, previous: previous as KeyRecord };
   });
 }

@@ -9,7 +9,7 @@ import type { CheckDeps } from './service.js';
 
 export function checkRoutes(deps: CheckDeps): Router {
   const router = Router();
-  router.post('/v1/checks', requireAgentKey(deps.knex), async (req, res) => {
+  router.post('/v1/checks', requireAgentKey(deps.lookups), async (req, res) => {
     const request = parse(checkRequestSchema, req.body, 'check');
     const agentId = req.principal?.agentId ?? '';
     if (request.agent_id && request.agent_id !== agentId) {

@@ -6,12 +6,14 @@ import type { Metrics } from '../http/metrics.js';
 import { newId } from '../ids.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
+import type { Lookups } from '../agents/lookup-cache.js';
 import { agentPolicy } from '../policy/store.js';
 import { requestHash, toAction } from './request.js';
 import type { CheckRequest } from './request.js';
 
 export interface CheckDeps {
   knex: Knex;
+  lookups: Lookups;
   ledger: Ledger;
   metrics: Metrics;
   now?: () => Date;
@@ -43,7 +45,8 @@ export async function runCheck(deps: CheckDeps, agentId: string, request: CheckR
   const refuse = (boundId: string | null) =>
     new AppError('forbidden', `policy_id must be the policy bound to agent "${agentId}"${boundId ? ` ("${boundId}")` : ' (it has none: bind one with PATCH /admin/v1/agents)'}`);
   const namesPolicy = caller === 'agent' && request.policy_id !== undefined;
-  const bound = await agentPolicy(deps.knex, agentId, caller === 'operator' ? request.policy_id : undefined).catch((error: unknown) => {
+  const lookup = caller === 'operator' && request.policy_id !== undefined ? agentPolicy(deps.knex, agentId, request.policy_id) : deps.lookups.agentPolicy(agentId);
+  const bound = await lookup.catch((error: unknown) => {
     throw namesPolicy && error instanceof AppError && error.code === 'invalid_request' ? refuse(null) : error;
   });
   if (namesPolicy && request.policy_id !== bound.boundPolicyId) throw refuse(bound.boundPolicyId);

@@ -2,8 +2,8 @@
 // key as user name (as Stripe's SDKs and curl -u send it). Operators: Bearer sga_… or the
 // bootstrap SPEND_ADMIN_TOKEN.
 import type { RequestHandler } from 'express';
-import type { Knex } from 'knex';
-import { authenticateKey, matchesToken } from '../agents/keys.js';
+import { matchesToken } from '../agents/keys.js';
+import type { Lookups } from '../agents/lookup-cache.js';
 import type { Principal } from '../agents/keys.js';
 import { AppError } from '../errors.js';
 
@@ -28,18 +28,18 @@ export function presentedKey(headers: Record<string, string | string[] | undefin
   return undefined;
 }
 
-export function requireAgentKey(knex: Knex): RequestHandler {
+export function requireAgentKey(lookups: Lookups): RequestHandler {
   return async (req, _res, next) => {
     const key = presentedKey(req.headers);
     if (!key) throw new AppError('authentication_required', 'No API key provided. Send it as X-API-Key, as a Bearer token, or as the basic-auth user name.');
-    const principal = await authenticateKey(knex, key);
+    const principal = await lookups.principal(key);
     if (!principal || principal.kind !== 'agent') throw new AppError('authentication_required', 'Invalid API key provided (unknown, revoked or expired).');
     req.principal = principal;
     next();
   };
 }
 
-export function requireAdmin(knex: Knex, adminToken: string | undefined): RequestHandler {
+export function requireAdmin(lookups: Lookups, adminToken: string | undefined): RequestHandler {
   return async (req, _res, next) => {
     const key = presentedKey(req.headers);
     if (!key) throw new AppError('authentication_required', 'Admin credentials required: Authorization: Bearer sga_… (or SPEND_ADMIN_TOKEN).');
@@ -47,7 +47,7 @@ export function requireAdmin(knex: Knex, adminToken: string | undefined): Reques
       req.principal = { keyId: 'SPEND_ADMIN_TOKEN', kind: 'admin', agentId: null, mode: null };
       return next();
     }
-    const principal = await authenticateKey(knex, key);
+    const principal = await lookups.principal(key);
     if (!principal) throw new AppError('authentication_required', 'Invalid admin credentials (unknown, revoked or expired key).');
     if (principal.kind !== 'admin') throw new AppError('forbidden', 'Agent keys cannot use the admin API.');
     req.principal = principal;

@@ -10,7 +10,7 @@ import { AppError } from '../errors.js';
 import type { Metrics } from '../http/metrics.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { agentPolicy } from '../policy/store.js';
+import type { Lookups } from '../agents/lookup-cache.js';
 import { moneyAction } from './actions.js';
 import type { StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
@@ -22,6 +22,7 @@ import { UpstreamError } from './stripe-lookup.js';
 
 export interface MirrorDeps {
   knex: Knex;
+  lookups: Lookups;
   ledger: Ledger;
   metrics: Metrics;
   stripeKeys: { test?: string; live?: string };
@@ -49,7 +50,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   const { req, res, agentId, classification } = call;
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
-  const bound = await agentPolicy(deps.knex, agentId);
+  const bound = await deps.lookups.agentPolicy(agentId);
 
   let found;
   try {

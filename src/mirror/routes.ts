@@ -6,7 +6,6 @@ import type { Request, Response, Router } from 'express';
 import { Router as createRouter } from 'express';
 import { AppError } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
-import { authenticateKey } from '../agents/keys.js';
 import { classify } from './classify.js';
 import { ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
@@ -42,7 +41,7 @@ export function mirrorRoutes(deps: MirrorDeps): Router {
     const path = req.originalUrl.split('?')[0] ?? '';
     const key = presentedKey(req.headers);
     if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
-    const principal = await authenticateKey(deps.knex, key);
+    const principal = await deps.lookups.principal(key);
     if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
       return stripeError(res, 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
     }

@@ -1,6 +1,7 @@
 // Policies in PostgreSQL: every change is a new immutable version. A version is validated and
 // compiled before it is stored, so an invalid document never replaces the policy in force.
 import type { Knex } from 'knex';
+import { publishInvalidation } from '../db/invalidation.js';
 import { AppError } from '../errors.js';
 import { upsertAgent } from '../agents/agents.js';
 import type { AgentRecord } from '../agents/agents.js';
@@ -75,6 +76,7 @@ export async function savePolicy(
     } else {
       await trx('policies').insert({ id: document.policy_id, name: document.name ?? null, description: document.description ?? null, current_version: version });
     }
+    await publishInvalidation(trx, 'policies');
     await trx('policy_versions').insert({
       policy_id: document.policy_id, version, format: opts.format ?? 'json', document: JSON.stringify(document), source: opts.source ?? null,
       unenforced: JSON.stringify(opts.unenforced ?? []), inactive: JSON.stringify(opts.inactive ?? []), created_by: opts.createdBy ?? null,

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { uncachedLookups } from '../../src/agents/lookup-cache.js';
 import { createAdminApp, createAgentApp } from '../../src/app.js';
 import type { AppDeps } from '../../src/app.js';
 import { connect } from '../../src/db/database.js';
@@ -13,7 +14,7 @@ import { createLedger } from '../../src/ledger/ledger.js';
 
 async function deadDatabaseDeps(): Promise<AppDeps> {
   const knex = connect(`postgres://postgres:x@127.0.0.1:${await freePort()}/nothing`);
-  return { knex, ledger: createLedger(knex), metrics: createMetrics(), logger: createLogger('silent'), adminToken: 'admin-token-0123456789' };
+  return { knex, lookups: uncachedLookups(knex), ledger: createLedger(knex), metrics: createMetrics(), logger: createLogger('silent'), adminToken: 'admin-token-0123456789' };
 }
 
 async function listen(app: ReturnType<typeof createAgentApp>) {

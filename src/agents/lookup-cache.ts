@@ -1,0 +1,80 @@
+// The two reads every agent request starts with — who is this key, and what is this agent's policy
+// — cached per process for a few seconds and dropped the moment any process changes a key, an
+// agent or a policy (LISTEN/NOTIFY). With the invalidation channel down, every read goes to
+// PostgreSQL: a revoked key never works because of a cache.
+import { createHash } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Invalidation } from '../db/invalidation.js';
+import { agentPolicy } from '../policy/store.js';
+import type { AgentPolicy } from '../policy/store.js';
+import { authenticateKey } from './keys.js';
+import type { Principal } from './keys.js';
+
+export interface Lookups {
+  principal(presented: string): Promise<Principal | undefined>;
+  agentPolicy(agentId: string): Promise<AgentPolicy>;
+}
+
+const TTL_MS = 30_000;
+const MAX_ENTRIES = 50_000;
+
+interface Entry<T> {
+  value: T;
+  at: number;
+}
+
+/** Straight to the database: for tests and for processes without an invalidation channel. */
+export function uncachedLookups(knex: Knex): Lookups {
+  return { principal: (key) => authenticateKey(knex, key), agentPolicy: (id) => agentPolicy(knex, id) };
+}
+
+export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
+  const principals = new Map<string, Entry<{ principal: Principal; expiresAt: Date | null } | undefined>>();
+  const policies = new Map<string, Entry<AgentPolicy>>();
+  invalidation.subscribe((topic) => {
+    if (topic.startsWith('key:')) {
+      const keyId = topic.slice(4);
+      for (const [hash, entry] of principals) if (entry.value?.principal.keyId === keyId) principals.delete(hash);
+    } else if (topic.startsWith('agent:')) {
+      const agentId = topic.slice(6);
+      policies.delete(agentId);
+      for (const [hash, entry] of principals) if (entry.value?.principal.agentId === agentId) principals.delete(hash);
+    } else if (topic === 'policies') {
+      policies.clear();
+    } else {
+      principals.clear();
+      policies.clear();
+    }
+  });
+  const fresh = (entry: Entry<unknown> | undefined) => entry !== undefined && Date.now() - entry.at < TTL_MS && invalidation.healthy();
+  const bound = <T>(map: Map<string, T>) => {
+    if (map.size >= MAX_ENTRIES) map.clear();
+  };
+
+  return {
+    async principal(presented) {
+      const hash = createHash('sha256').update(presented).digest('hex');
+      const cached = principals.get(hash);
+      if (fresh(cached)) {
+        const hit = cached?.value;
+        if (!hit) return undefined;
+        if (hit.expiresAt && hit.expiresAt <= new Date()) return undefined;
+        return hit.principal;
+      }
+      const principal = await authenticateKey(knex, presented);
+      const expiresAt = principal?.expiresAt ?? null;
+      bound(principals);
+      // Unknown keys are not cached: a key created a moment ago must work at once.
+      if (principal) principals.set(hash, { value: { principal, expiresAt }, at: Date.now() });
+      return principal;
+    },
+    async agentPolicy(agentId) {
+      const cached = policies.get(agentId);
+      if (fresh(cached) && cached) return cached.value;
+      const value = await agentPolicy(knex, agentId);
+      bound(policies);
+      policies.set(agentId, { value, at: Date.now() });
+      return value;
+    },
+  };
+}
