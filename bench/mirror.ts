@@ -38,7 +38,7 @@ async function waitForPort(port: number, path = '/'): Promise<void> {
 }
 
 async function load(name: string, options: autocannon.Options): Promise<LoadFigures> {
-  const result = await autocannon({ connections: 32, duration: 8, ...options });
+  const result = await autocannon({ connections: Number(process.env.BENCH_CONNECTIONS ?? 32), duration: Number(process.env.BENCH_SECONDS ?? 8), ...options });
   return { name, requestsPerSecond: Math.round(result.requests.average), p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: result.non2xx };
 }
 
