@@ -122,14 +122,16 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   forward.rawBody = body;
   await new Promise<void>((resolve) => {
     const finish = () => resolve();
-    forward.onAnswer = (answer: UpstreamAnswer) => {
-      // The agent gets Stripe's answer at once; settling follows. Until it lands the money stays
-      // reserved, which counts exactly like spent: a crash in between never under-counts.
-      relay(res, answer);
-      finish();
-      settle(deps, agentId, call.idempotencyKey, answer).catch((error: unknown) => {
+    forward.onAnswer = async (answer: UpstreamAnswer) => {
+      // Settle first: when the agent sees the answer, the ledger already agrees with Stripe.
+      try {
+        await settle(deps, agentId, call.idempotencyKey, answer);
+      } catch (error) {
         req.log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
-      });
+      } finally {
+        relay(res, answer);
+        finish();
+      }
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
