@@ -1,5 +1,6 @@
 // createApp(deps): the two listeners' express apps: middleware, routers, error handlers. No listen,
 // no environment: main.ts decides where they run.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Express } from 'express';
 import helmet from 'helmet';
@@ -14,7 +15,7 @@ import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
 import type { Lookups } from './agents/lookup-cache.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
-import { mirrorRoutes } from './mirror/routes.js';
+import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
 import { readiness } from './db/database.js';
 import { AppError, errorHandler } from './errors.js';
 import { requireAdmin } from './http/auth.js';
@@ -94,7 +95,6 @@ function mountAgent(app: Express, deps: AppDeps): void {
   // JSON only for the check API: the mirror reads Stripe's form bodies itself, byte for byte.
   agent.use('/v1/checks', express.json({ limit: '256kb', strict: true }));
   agent.use(checkRoutes(deps));
-  if (deps.mirror) agent.use(mirrorRoutes({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }));
   app.use(agent);
 }
 
@@ -113,4 +113,16 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   });
   admin.use(errorHandler('admin'));
   app.use('/admin/v1', admin);
+}
+
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The agent port's request listener: Stripe paths go to the mirror, a plain node handler (no
+ * express, helmet or per-request logger on the passthrough path); everything else to express.
+ */
+export function withMirror(deps: AppDeps, app: Express): Listener {
+  if (!deps.mirror) return app;
+  const mirror = createMirrorHandler({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }, deps.logger);
+  return (req, res) => (isMirrorPath(req.url ?? '/') ? mirror(req, res) : app(req, res));
 }

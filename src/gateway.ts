@@ -2,7 +2,8 @@
 // call too: database (embedded or DATABASE_URL), migrations, SPEND_FILES, both listeners.
 import { existsSync } from 'node:fs';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Knex } from 'knex';
@@ -10,7 +11,7 @@ import type { Logger } from 'pino';
 import { createKey } from './agents/keys.js';
 import { cachedLookups } from './agents/lookup-cache.js';
 import { startInvalidation } from './db/invalidation.js';
-import { createAdminApp, createAgentApp, createCombinedApp } from './app.js';
+import { createAdminApp, createAgentApp, createCombinedApp, withMirror } from './app.js';
 import type { AppDeps } from './app.js';
 import { configWarnings } from './config.js';
 import type { Config } from './config.js';
@@ -83,21 +84,24 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const invalidation = await startInvalidation(url, logger);
   const deps: AppDeps = { knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror };
   const servers: Server[] = [];
-  const listen = (app: ReturnType<typeof createAgentApp>, port: number, host: string) =>
+  const listen = (listener: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string) =>
     new Promise<Server>((resolve, reject) => {
-      const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
+      const server = createServer(listener);
       server.keepAliveTimeout = 65_000;
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(server));
       servers.push(server);
     });
   try {
     if (config.ADMIN_PORT === config.PORT && config.PORT !== 0) {
-      await listen(createCombinedApp(deps), config.PORT, config.HOST);
+      await listen(withMirror(deps, createCombinedApp(deps)), config.PORT, config.HOST);
     } else {
-      await listen(createAgentApp(deps), config.PORT, config.HOST);
+      await listen(withMirror(deps, createAgentApp(deps)), config.PORT, config.HOST);
       await listen(createAdminApp(deps), config.ADMIN_PORT, config.ADMIN_HOST);
     }
   } catch (error) {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await invalidation.stop();
     await stopDatabase();
     throw error;
   }

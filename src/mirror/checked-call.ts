@@ -4,7 +4,7 @@
 // gets the same decision, reaches Stripe with the same key, and counts once.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Request, Response } from 'express';
+import type { Logger } from 'pino';
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../http/metrics.js';
@@ -35,8 +35,11 @@ export interface MirrorDeps {
 }
 
 export interface CheckedCall {
-  req: Request;
-  res: Response;
+  req: IncomingMessage;
+  res: ServerResponse;
+  log: Logger;
+  /** Path and query as the agent sent them. */
+  url: string;
   agentId: string;
   mode: 'test' | 'live';
   path: string;
@@ -47,7 +50,7 @@ export interface CheckedCall {
 }
 
 export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<void> {
-  const { req, res, agentId, classification } = call;
+  const { req, res, log, agentId, classification } = call;
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
   const bound = await deps.lookups.agentPolicy(agentId);
@@ -57,7 +60,9 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode), now);
   } catch (error) {
     if (error instanceof UpstreamError) {
-      res.status(error.status).json(error.body);
+      const payload = JSON.stringify(error.body);
+      res.writeHead(error.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(error.requestId ? { 'request-id': error.requestId } : {}) });
+      res.end(payload);
       return;
     }
     if (error instanceof AppError && error.code === 'invalid_request') {
@@ -97,7 +102,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       policy: bound.policy,
       action: found.action,
       idempotencyKey: call.idempotencyKey,
-      requestHash: createHash('sha256').update(`${req.method} ${req.originalUrl}\n`).update(call.rawBody).digest('hex'),
+      requestHash: createHash('sha256').update(`${req.method} ${call.url}\n`).update(call.rawBody).digest('hex'),
       metadata: { source: 'stripe', endpoint: classification.endpoint, path: call.path, ...(found.objectId ? { object: found.objectId } : {}) },
       now,
       simulate: false,
@@ -127,7 +132,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       try {
         await settle(deps, agentId, call.idempotencyKey, answer);
       } catch (error) {
-        req.log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
+        log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
       } finally {
         relay(res, answer);
         finish();
@@ -137,7 +142,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       try {
         await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released');
       } finally {
-        req.log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
+        log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
         if (!res.headersSent) {
           stripeError(res, sent ? 504 : 502, {
             type: 'api_error',
@@ -175,11 +180,13 @@ async function settle(deps: MirrorDeps, agentId: string, key: string, answer: Up
   }
 }
 
-function relay(res: Response, answer: UpstreamAnswer): void {
+function relay(res: ServerResponse, answer: UpstreamAnswer): void {
   if (res.headersSent) return;
   for (const [name, value] of Object.entries(answer.headers)) {
     if (value === undefined || ['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(name)) continue;
     res.setHeader(name, value);
   }
-  res.status(answer.status).end(answer.body);
+  res.setHeader('content-length', answer.body.length);
+  res.writeHead(answer.status);
+  res.end(answer.body);
 }

@@ -1,7 +1,7 @@
 // Answers the mirror writes itself, always in Stripe's error shape so the official SDKs raise the
 // matching class: 401 → StripeAuthenticationError, 402 → StripeCardError, 403 → StripePermissionError,
 // 400 idempotency_error → StripeIdempotencyError, 5xx → StripeAPIError.
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { Decision } from '../policy/decide.js';
 
 export interface StripeErrorBody {
@@ -13,14 +13,15 @@ export interface StripeErrorBody {
   spend?: Record<string, unknown>;
 }
 
-export function stripeError(res: Response, status: number, error: StripeErrorBody): void {
-  res.status(status);
+export function stripeError(res: ServerResponse, status: number, error: StripeErrorBody): void {
+  if (res.headersSent) return;
+  const body = JSON.stringify({ error });
   // A refusal is final: tell the SDK not to retry it.
-  if (status < 500) res.setHeader('Stripe-Should-Retry', 'false');
-  res.json({ error });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status < 500 ? { 'stripe-should-retry': 'false' } : {}) });
+  res.end(body);
 }
 
-export function policyRefusal(res: Response, checkId: string, decision: Decision): void {
+export function policyRefusal(res: ServerResponse, checkId: string, decision: Decision): void {
   const escalate = decision.decision === 'escalate';
   stripeError(res, 402, {
     type: 'card_error',

@@ -1,10 +1,10 @@
 // The Stripe mirror, /v1/* on the agent port: authenticate the agent key, classify the call, refuse
-// privileged ones, check and count money-moving ones, forward the rest untouched.
+// privileged ones, check and count money-moving ones, forward the rest untouched. A plain node
+// request handler in front of express: every passthrough call pays only for what it needs.
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Request, Response, Router } from 'express';
-import { Router as createRouter } from 'express';
-import { AppError } from '../errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { AppError, isDatabaseUnavailable } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
 import { classify } from './classify.js';
 import { ambiguousParameter, parseForm } from './form.js';
@@ -14,6 +14,12 @@ import { stripeError } from './errors.js';
 import { setForwardContext, upstreamIdempotencyKey } from './forward.js';
 
 const MAX_BODY = 1024 * 1024;
+
+/** Is this request the mirror's (a Stripe path), rather than the gateway's own? */
+export function isMirrorPath(url: string): boolean {
+  if (!(url.startsWith('/v1/') || url.startsWith('/v2/'))) return false;
+  return !(url === '/v1/checks' || url.startsWith('/v1/checks?') || url.startsWith('/v1/checks/'));
+}
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -33,58 +39,86 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-export function mirrorRoutes(deps: MirrorDeps): Router {
-  const router = createRouter();
-  router.use(['/v1', '/v2'], async (req: Request, res: Response) => {
-    // The mount strips /v1 from req.url; Stripe must see the path the agent sent.
-    req.url = req.originalUrl;
-    const path = req.originalUrl.split('?')[0] ?? '';
-    const key = presentedKey(req.headers);
-    if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
-    const principal = await deps.lookups.principal(key);
-    if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
-      return stripeError(res, 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
-    }
-    const upstreamKey = deps.stripeKeys[principal.mode];
-    if (!upstreamKey) {
-      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
-    }
-    const contentType = (req.get('content-type') ?? '').toLowerCase();
-    // Only /v1/files takes multipart; any other body must be a form the gateway can read.
-    const multipart = contentType.startsWith('multipart/');
-    if (req.method === 'POST' && multipart && path !== '/v1/files') {
-      return stripeError(res, 400, { type: 'invalid_request_error', message: 'spendgate reads Stripe form bodies only (application/x-www-form-urlencoded); multipart is accepted for /v1/files alone.' });
-    }
-    const rawBody = req.method === 'POST' && !multipart ? await readBody(req) : undefined;
-    const bodyText = rawBody?.toString('utf8') ?? '';
-    const queryText = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
-    const ambiguous = req.method === 'POST' ? ambiguousParameter(queryText, bodyText) : undefined;
-    if (ambiguous !== undefined) {
-      return stripeError(res, 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
-    }
-    // Stripe reads POST parameters from the query string too: classify what Stripe will see.
-    const form = req.method === 'POST' ? parseForm([queryText, bodyText].filter(Boolean).join('&')) : {};
-    const classification = classify(req.method, path, form);
-    const agentKey = req.get('idempotency-key');
-    const forward = setForwardContext(req, {
-      upstreamKey,
-      rawBody,
-      ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const requestId = `req_${randomUUID().replace(/-/g, '')}`;
+    const log = logger.child({ req_id: requestId });
+    const started = performance.now();
+    res.setHeader('request-id', requestId); // Stripe's own Request-Id replaces it on forwarded answers
+    res.once('finish', () => {
+      const ms = Math.round((performance.now() - started) * 10) / 10;
+      const line = { method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms };
+      if (res.statusCode >= 500) log.error(line, 'mirror request');
+      else log.debug(line, 'mirror request');
     });
-    switch (classification.kind) {
-      case 'privileged':
-        req.log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
-        return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
-      case 'other':
-        return deps.forwarder.passthrough(req, res);
-      case 'money': {
-        if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 characters');
-        const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
-        forward.idempotencyKey = agentKey;
-        forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-        return checkedCall(deps, { req, res, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
+    handle(deps, req, res, log).catch((error: unknown) => {
+      if (error instanceof AppError && error.status < 500) {
+        return stripeError(res, error.status, { type: 'invalid_request_error', message: error.message });
       }
-    }
+      if (isDatabaseUnavailable(error)) {
+        log.error({ err: error }, 'database unavailable');
+        return stripeError(res, 503, { type: 'api_error', message: 'spendgate cannot reach its database right now; nothing was forwarded. Retry later.' });
+      }
+      log.error({ err: error }, 'mirror request failed');
+      return stripeError(res, 500, { type: 'api_error', message: 'An internal error occurred in spendgate; nothing unchecked was forwarded.' });
+    });
+  };
+}
+
+async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
+  const url = req.url ?? '/';
+  const path = url.split('?')[0] ?? '';
+  const key = presentedKey(req.headers);
+  if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
+  const principal = await deps.lookups.principal(key);
+  if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
+    return stripeError(res, 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
+  }
+  const upstreamKey = deps.stripeKeys[principal.mode];
+  if (!upstreamKey) {
+    return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
+  }
+  const contentType = (header(req, 'content-type') ?? '').toLowerCase();
+  // Only /v1/files takes multipart; any other body must be a form the gateway can read.
+  const multipart = contentType.startsWith('multipart/');
+  if (req.method === 'POST' && multipart && path !== '/v1/files') {
+    return stripeError(res, 400, { type: 'invalid_request_error', message: 'spendgate reads Stripe form bodies only (application/x-www-form-urlencoded); multipart is accepted for /v1/files alone.' });
+  }
+  const rawBody = req.method === 'POST' && !multipart ? await readBody(req) : undefined;
+  const bodyText = rawBody?.toString('utf8') ?? '';
+  const queryText = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
+  const ambiguous = req.method === 'POST' ? ambiguousParameter(queryText, bodyText) : undefined;
+  if (ambiguous !== undefined) {
+    return stripeError(res, 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
+  }
+  // Stripe reads POST parameters from the query string too: classify what Stripe will see.
+  const form = req.method === 'POST' ? parseForm([queryText, bodyText].filter(Boolean).join('&')) : {};
+  const classification = classify(req.method ?? 'GET', path, form);
+  const agentKey = header(req, 'idempotency-key');
+  const forward = setForwardContext(req, {
+    upstreamKey,
+    rawBody,
+    ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
   });
-  return router;
+  switch (classification.kind) {
+    case 'privileged':
+      log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
+      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
+    case 'other':
+      return deps.forwarder.passthrough(req, res);
+    case 'money': {
+      if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) {
+        return stripeError(res, 400, { type: 'invalid_request_error', param: 'Idempotency-Key', message: 'Idempotency-Key must be 1-255 characters' });
+      }
+      const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
+      forward.idempotencyKey = agentKey;
+      forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
+      return checkedCall(deps, { req, res, log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
+    }
+  }
 }
