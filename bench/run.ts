@@ -33,7 +33,7 @@ try {
 }
 
 async function mirrorSection() {
-  console.log('\nStripe mirror: 32 connections, 8 s each, every server its own process (autocannon)');
+  console.log('\nStripe mirror: 32 autocannon connections for 8 s each (req/s), plus one probe connection for p50/p99; every server its own process');
   const figures = await benchMirror(url);
   for (const f of figures) {
     console.log(`  ${f.name.padEnd(66)} ${f.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms${f.non2xx ? `  (${f.non2xx} non-2xx!)` : ''}`);
