@@ -12,7 +12,7 @@ import type { Decision } from '../policy/decide.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
 import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
-import { inTransaction, loadReservations, lockAgents, loadStates, recordBatch } from './store.js';
+import { inTransaction, loadReservations, loadStates, recordBatch } from './store.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
 import type { ReservationStatus } from './state.js';
@@ -147,9 +147,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   async function runBatch(batch: Job[]): Promise<void> {
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
     const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
-    const outcomes = await inTransaction(knex, async (trx) => {
-      const agents = [...new Set(batch.map((j) => j.agentId))];
-      await lockAgents(trx, agents);
+    const agents = [...new Set(batch.map((j) => j.agentId))];
+    const outcomes = await inTransaction(knex, agents, async (trx) => {
       const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
       const specs: { agentId: string; spec: UsageSpec }[] = [];
       const lookbacks = new Map<string, Date>();

@@ -2,6 +2,7 @@
 // reservations they summarize), and write a batch of decisions and counters. Runs inside the
 // caller's transaction. Batches are written with one statement per table whose columns arrive as
 // arrays (unnest), so a batch of 200 costs PostgreSQL a few statements, not 200.
+import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { newId } from '../ids.js';
 import type { Decision } from '../policy/decide.js';
@@ -31,13 +32,28 @@ function prepared(tx: Tx, name: string, text: string, values: unknown[]): Promis
   return (tx.client as unknown as { query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[] }> }).query({ name: `ledger_${name}`, text, values }); // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-/** BEGIN … COMMIT on one pooled connection, ROLLBACK on any error. */
-export async function inTransaction<T>(knex: Knex, work: (tx: Tx) => Promise<T>): Promise<T> {
+/**
+ * The advisory-lock key of an agent: 64 bits of SHA-256, computed here so BEGIN and every lock of
+ * a batch travel in one round trip. Every process computes the same key.
+ */
+export function agentLockKey(agentId: string): bigint {
+  return createHash('sha256').update(`ledger:${agentId}`).digest().readBigInt64BE(0);
+}
+
+/**
+ * BEGIN, lock the agents (always in key order, so two processes locking overlapping sets cannot
+ * deadlock), run `work`, COMMIT — on one pooled connection; ROLLBACK on any error.
+ */
+export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx: Tx) => Promise<T>): Promise<T> {
   const client = knex.client as unknown as { acquireConnection(): Promise<Tx['client']>; releaseConnection(c: unknown): Promise<void> };
   const connection = await client.acquireConnection();
   const tx: Tx = { client: connection, knex, connection };
+  const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   try {
-    await connection.query('begin');
+    // Literal integers only (no parameters), so this is one simple-protocol round trip. Prepared
+    // statements keep their parse but are planned for each batch's own arrays: a generic plan of
+    // an unnest() join guesses sizes and may scan all of decisions.
+    await connection.query(`begin; set local plan_cache_mode = force_custom_plan; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
     const result = await work(tx);
     await connection.query('commit');
     return result;
@@ -65,17 +81,6 @@ export interface CheckRow {
 }
 
 export type PreviousCheck = Pick<CheckRow, 'checkId' | 'decision' | 'createdAt' | 'latencyMs' | 'requestHash' | 'idempotencyKey'>;
-
-/**
- * Transaction-scoped advisory locks, one per agent, always taken in the same (hash) order so two
- * processes locking overlapping sets of agents cannot deadlock.
- */
-export async function lockAgents(tx: Tx, agentIds: string[]): Promise<void> {
-  await prepared(tx, 'lock', 
-    `select pg_advisory_xact_lock(h) from (select distinct hashtextextended('ledger:' || a, 0) as h from unnest($1::text[]) as a order by h) as locks`,
-    [agentIds],
-  );
-}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function counterFromRow(c: any) {
@@ -178,18 +183,26 @@ export async function loadReservations(tx: Tx, keys: [string, string][]): Promis
   return found;
 }
 
+/**
+ * What a batch writes: settled reservations, then new decisions and counters in one statement
+ * (empty arrays write nothing, so it is always the same statement, prepared once).
+ */
 export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[], updates: ReservationUpdate[] = []): Promise<void> {
+  const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
+  const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   if (updates.length > 0) {
-    await prepared(tx, 'update', 
+    // Only when there is something to settle: a generic plan of this join over an empty list can
+    // still scan decisions.
+    await prepared(tx, 'settle',
       `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
       [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)],
     );
   }
-  if (checks.length > 0) {
-    const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
-    await prepared(tx, 'insert', 
-      `insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
+  if (checks.length + counters.length === 0) return;
+  await prepared(tx, 'write',
+    `with decided as (
+       insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
          idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source)
        select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
@@ -199,32 +212,28 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
          $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[])
          as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
            violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-           created_at, reserved, source)`,
-      [
-        col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
-        col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
-        col((c) => JSON.stringify(c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
-        col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
-        col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
-        col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
-      ],
-    );
-    const violations = checks.filter((c) => c.decision.decision !== 'allow');
-    if (violations.length > 0) await tx.knex('violations').connection(tx.connection).insert(violations.map(violationToRow));
-  }
-  if (counters.length > 0) {
-    const col = <T>(f: (c: Counter) => T) => counters.map(f);
-    await prepared(tx, 'upsert', 
-      `insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
-       select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::int[])
+           created_at, reserved, source)
+       returning 1),
+     counted as (
+       insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
+       select * from unnest($23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], $32::int[])
        on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
-       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count`,
-      [
-        col((c) => c.agentId), col((c) => c.window), col((c) => c.start), col((c) => c.end), col((c) => c.currency),
-        col((c) => c.actionFilter), col((c) => c.counterparty), col((c) => c.reserved), col((c) => c.spent), col((c) => c.count),
-      ],
-    );
-  }
+       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
+       returning 1)
+     select (select count(*) from decided) as decided, (select count(*) from counted) as counted`,
+    [
+      col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
+      col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
+      col((c) => JSON.stringify(c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
+      col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
+      col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
+      col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
+      cnt((c) => c.agentId), cnt((c) => c.window), cnt((c) => c.start), cnt((c) => c.end), cnt((c) => c.currency),
+      cnt((c) => c.actionFilter), cnt((c) => c.counterparty), cnt((c) => c.reserved), cnt((c) => c.spent), cnt((c) => c.count),
+    ],
+  );
+  const violations = checks.filter((c) => c.decision.decision !== 'allow');
+  if (violations.length > 0) await tx.knex('violations').connection(tx.connection).insert(violations.map(violationToRow));
 }
 
 function violationToRow(c: CheckRow) {
