@@ -39,6 +39,11 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
+export function isCanonicalPath(path: string): boolean {
+  const segments = path.split('/').slice(1);
+  return segments.every((segment) => segment !== '' && segment !== '.' && segment !== '..' && !segment.includes('%') && /^[A-Za-z0-9_.:-]+$/.test(segment));
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
@@ -73,6 +78,11 @@ export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
 async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
   const url = req.url ?? '/';
   const path = url.split('?')[0] ?? '';
+  // Classification reads the path literally: a path Stripe might read differently
+  // (/v1//refunds, /v1/refunds/, /v1/re%66unds, /v1/./refunds) is refused, never forwarded unchecked.
+  if (req.method !== 'GET' && !isCanonicalPath(path)) {
+    return stripeError(res, 400, { type: 'invalid_request_error', message: `spendgate accepts canonical Stripe paths only (no empty, dot or percent-encoded segments, no trailing slash): ${path}` });
+  }
   const key = presentedKey(req.headers);
   if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
   const principal = await deps.lookups.principal(key);

@@ -8,6 +8,7 @@ import { cardControlParams } from '../../src/mirror/card-controls.js';
 import { classify } from '../../src/mirror/classify.js';
 import { parseForm } from '../../src/mirror/form.js';
 import { upstreamIdempotencyKey } from '../../src/mirror/forward.js';
+import { isCanonicalPath, isMirrorPath } from '../../src/mirror/routes.js';
 import { compilePolicy } from '../../src/policy/compile.js';
 
 describe('classify()', () => {
@@ -126,4 +127,27 @@ test('upstream idempotency keys are per agent and bounded', () => {
   assert.equal(upstreamIdempotencyKey('a', 'k'), upstreamIdempotencyKey('a', 'k'));
   assert.notEqual(upstreamIdempotencyKey('a', 'k'), upstreamIdempotencyKey('b', 'k'));
   assert.ok(upstreamIdempotencyKey('a', 'x'.repeat(255)).length <= 255);
+});
+
+describe('paths', () => {
+  const canonical: [string, boolean][] = [
+    ['/v1/refunds', true],
+    ['/v1/payment_intents/pi_123/confirm', true],
+    ['/v1//refunds', false],
+    ['/v1/refunds/', false],
+    ['/v1/re%66unds', false],
+    ['/v1/./refunds', false],
+    ['/v1/payment_intents/../refunds', false],
+  ];
+  for (const [path, expected] of canonical) {
+    test(`isCanonicalPath(${path}) is ${expected}`, () => assert.equal(isCanonicalPath(path), expected));
+  }
+  test('the check API is not a Stripe path; everything else under /v1 and /v2 is', () => {
+    assert.equal(isMirrorPath('/v1/checks'), false);
+    assert.equal(isMirrorPath('/v1/checks?x=1'), false);
+    assert.equal(isMirrorPath('/v1/checksums'), true);
+    assert.equal(isMirrorPath('/v1/charges'), true);
+    assert.equal(isMirrorPath('/v2/core/events'), true);
+    assert.equal(isMirrorPath('/healthz'), false);
+  });
 });
