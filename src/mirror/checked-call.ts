@@ -130,7 +130,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     forward.onAnswer = async (answer: UpstreamAnswer) => {
       // Settle first: when the agent sees the answer, the ledger already agrees with Stripe.
       try {
-        await settle(deps, agentId, call.idempotencyKey, answer);
+        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
       } finally {
@@ -163,16 +163,41 @@ async function alreadyCounted(knex: Knex, agentId: string, objectId: string): Pr
   return row !== undefined;
 }
 
-async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer): Promise<void> {
+/**
+ * What Stripe says moved, from its answer: the amount counted is Stripe's, not the one read before
+ * forwarding (an intent's amount can change in between).
+ */
+function reportedAmount(object: Record<string, unknown>, currency: string): number | undefined {
+  if (typeof object.currency !== 'string' || object.currency.toLowerCase() !== currency) return undefined;
+  const pick = (...fields: string[]) => fields.map((f) => object[f]).find((v): v is number => Number.isSafeInteger(v) && (v as number) > 0);
+  switch (object.object) {
+    case 'payment_intent':
+      return pick('amount_received', 'amount');
+    case 'invoice':
+      return pick('amount_paid');
+    case 'charge':
+    case 'refund':
+    case 'transfer':
+    case 'payout':
+    case 'topup':
+      return pick('amount');
+    default:
+      return undefined;
+  }
+}
+
+async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string): Promise<void> {
   if (answer.status >= 200 && answer.status < 300) {
     let reference: string | undefined;
+    let amount: number | undefined;
     try {
-      const parsed = JSON.parse(answer.body.toString('utf8')) as { id?: unknown };
+      const parsed = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
       if (typeof parsed.id === 'string') reference = parsed.id;
+      amount = reportedAmount(parsed, currency);
     } catch {
-      // not JSON: committed without an object id
+      // not JSON: committed without an object id, at the amount reserved
     }
-    await deps.ledger.settle(agentId, key, 'committed', reference ? { reference } : {});
+    await deps.ledger.settle(agentId, key, 'committed', { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) });
   } else if (answer.status >= 400 && answer.status < 500) {
     await deps.ledger.settle(agentId, key, 'released');
   } else {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { AppError, isDatabaseUnavailable } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
 import { classify } from './classify.js';
-import { ambiguousParameter, parseForm } from './form.js';
+import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
@@ -78,6 +78,10 @@ export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
 async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
   const url = req.url ?? '/';
   const path = url.split('?')[0] ?? '';
+  // Stripe's v1 API is GET, POST and DELETE; anything else is refused rather than streamed through.
+  if (!['GET', 'POST', 'DELETE'].includes(req.method ?? '')) {
+    return stripeError(res, 405, { type: 'invalid_request_error', message: `spendgate forwards GET, POST and DELETE only, not ${req.method ?? '?'}.` });
+  }
   // Classification reads the path literally: a path Stripe might read differently
   // (/v1//refunds, /v1/refunds/, /v1/re%66unds, /v1/./refunds) is refused, never forwarded unchecked.
   if (req.method !== 'GET' && !isCanonicalPath(path)) {
@@ -107,7 +111,13 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     return stripeError(res, 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
   }
   // Stripe reads POST parameters from the query string too: classify what Stripe will see.
-  const form = req.method === 'POST' ? parseForm([queryText, bodyText].filter(Boolean).join('&')) : {};
+  let form: Record<string, unknown> = {};
+  try {
+    if (req.method === 'POST') form = parseForm([queryText, bodyText].filter(Boolean).join('&'));
+  } catch (error) {
+    if (!(error instanceof UnreadableForm)) throw error;
+    return stripeError(res, 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
+  }
   const classification = classify(req.method ?? 'GET', path, form);
   const agentKey = header(req, 'idempotency-key');
   const forward = setForwardContext(req, {

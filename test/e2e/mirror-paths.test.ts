@@ -31,3 +31,22 @@ test('when a money-moving POST uses a non-canonical path, then it is a 400 and S
   const canonical = await fetch(`${gw.agentUrl}/v1/payment_intents`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }, body });
   assert.equal(canonical.status, 402, 'the canonical path is checked and blocked');
 });
+
+test('when parameters are hidden behind 100,000 empty separators, then the request is refused and Stripe sees nothing', async () => {
+  const { key } = await agentWithPolicy(gw, [{ rule_id: 'cap', rule_type: 'max_amount', parameters: { limit: 10, currency: 'USD' } }]);
+  const before = fake.requests.length;
+  const body = `amount=99900&currency=usd&payment_method=pm_card_visa${'&'.repeat(100_000)}&confirm=true`;
+  const res = await fetch(`${gw.agentUrl}/v1/payment_intents`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }, body });
+  assert.equal(res.status, 400);
+  assert.equal(fake.requests.length, before);
+});
+
+test('when a method other than GET, POST or DELETE is used, then it is a 405 and Stripe sees nothing', async () => {
+  const { key } = await agentWithPolicy(gw, [{ rule_id: 'cap', rule_type: 'max_amount', parameters: { limit: 10, currency: 'USD' } }]);
+  const before = fake.requests.length;
+  for (const method of ['PUT', 'PATCH']) {
+    const res = await fetch(`${gw.agentUrl}/v1/charges`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'amount=99900&currency=usd&source=tok_visa' });
+    assert.equal(res.status, 405, method);
+  }
+  assert.equal(fake.requests.length, before);
+});

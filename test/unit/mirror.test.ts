@@ -6,7 +6,7 @@ import { moneyAction } from '../../src/mirror/actions.js';
 import type { StripeLookup } from '../../src/mirror/actions.js';
 import { cardControlParams } from '../../src/mirror/card-controls.js';
 import { classify } from '../../src/mirror/classify.js';
-import { parseForm } from '../../src/mirror/form.js';
+import { UnreadableForm, ambiguousParameter, parseForm } from '../../src/mirror/form.js';
 import { upstreamIdempotencyKey } from '../../src/mirror/forward.js';
 import { isCanonicalPath, isMirrorPath } from '../../src/mirror/routes.js';
 import { compilePolicy } from '../../src/policy/compile.js';
@@ -43,6 +43,20 @@ describe('classify()', () => {
     ['POST', '/v2/core/accounts', '', 'privileged'],
     ['GET', '/v1/charges', '', 'other'],
     ['POST', '/v1/customers', 'email=a@b.c', 'other'],
+    ['POST', '/v1/customers/cus_1', 'balance=-9999999', 'privileged'],
+    ['POST', '/v1/customers', 'balance=-1', 'privileged'],
+    ['POST', '/v1/subscriptions', 'customer=cus_1&items[0][price]=price_1', 'privileged'],
+    ['POST', '/v1/subscriptions/sub_1', 'proration_behavior=always_invoice', 'privileged'],
+    ['DELETE', '/v1/subscriptions/sub_1', '', 'privileged'],
+    ['POST', '/v1/subscription_schedules', '', 'privileged'],
+    ['POST', '/v1/invoices', 'customer=cus_1&auto_advance=true', 'privileged'],
+    ['POST', '/v1/invoices/in_1/finalize', '', 'privileged'],
+    ['POST', '/v1/invoiceitems', 'customer=cus_1&amount=100&currency=usd', 'privileged'],
+    ['POST', '/v1/quotes/qt_1/accept', '', 'privileged'],
+    ['POST', '/v1/payment_intents/pi_1/apply_customer_balance', '', 'privileged'],
+    ['POST', '/v1/terminal/readers/tmr_1/process_payment_intent', '', 'privileged'],
+    ['POST', '/v1/application_fees/fee_1/refund', 'amount=5000', 'privileged'],
+    ['GET', '/v1/subscriptions', '', 'other'],
   ];
   for (const [method, path, body, expected] of cases) {
     test(`${method} ${path} ${body || '(no body)'} → ${expected}`, () => {
@@ -59,6 +73,14 @@ describe('parseForm()', () => {
     assert.deepEqual(form.items, ['x', 'y']);
     assert.equal((form.metadata as Record<string, string>).order, '6735');
     assert.equal(JSON.stringify(form.a), '{"b":{"c":{"d":{"e":{"f":{"g":"deep"}}}}}}');
+  });
+  test('a body past the parameter limit (even of empty pieces) or the depth limit is refused, never truncated', () => {
+    assert.throws(() => parseForm(`amount=1${'&'.repeat(100_001)}&confirm=true`), UnreadableForm);
+    assert.throws(() => parseForm(`a${'[x]'.repeat(25)}=1`), UnreadableForm);
+  });
+  test('a raw ";" is treated as ambiguous, an encoded one is not', () => {
+    assert.equal(ambiguousParameter('', 'description=a;confirm=true'), ';');
+    assert.equal(ambiguousParameter('', 'description=a%3Bconfirm%3Dtrue'), undefined);
   });
   test('thousands of parameters in any order parse, and __proto__ does not pollute', () => {
     const body = Array.from({ length: 3000 }, (_, i) => `metadata[k${2999 - i}]=${i}`).join('&') + '&__proto__[polluted]=1&amount=5';
