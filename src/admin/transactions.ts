@@ -3,8 +3,8 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Knex } from 'knex';
-import { AppError } from '../errors.js';
 import { parse } from '../http/validate.js';
+import { cursorPage, readCursor } from './pagination.js';
 import { toMajorNumber } from '../money.js';
 
 /** A transaction's status, from its decision and its reservation. */
@@ -25,10 +25,8 @@ const querySchema = z.strictObject({
 });
 
 function decodeCursor(cursor: string): { at: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const when = new Date(at ?? '');
-  if (!id || Number.isNaN(when.getTime())) throw new AppError('invalid_request', 'Invalid cursor', [{ field: 'cursor', message: 'not a cursor this API returned' }]);
-  return { at: when, id };
+  const [at = '', id = ''] = readCursor(cursor, (p) => /^[^|]+\|[A-Za-z0-9_]+$/.test(p) && !Number.isNaN(Date.parse(p.split('|')[0] ?? ''))).split('|');
+  return { at: new Date(at), id };
 }
 
 export function transactionRoutes(knex: Knex): Router {
@@ -41,23 +39,13 @@ export function transactionRoutes(knex: Knex): Router {
       if (q.from) w.where('created_at', '>=', new Date(q.from));
       if (q.to) w.where('created_at', '<', new Date(q.to));
     });
-    const page = filtered.clone().select('*', knex.raw(`${STATUS_SQL} as tx_status`)).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(q.limit + 1);
+    const page = filtered.clone().select('*', knex.raw(`${STATUS_SQL} as tx_status`)).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]);
     if (q.cursor) {
       const { at, id } = decodeCursor(q.cursor);
       page.whereRaw('(created_at, id) < (?, ?)', [at, id]);
     }
-    const [rows, counted] = await Promise.all([page, filtered.clone().count({ count: '*' })]);
-    const hasMore = rows.length > q.limit;
-    const data = rows.slice(0, q.limit);
-    const last = data[data.length - 1];
-    res.json({
-      data: data.map(present),
-      pagination: {
-        next_cursor: hasMore && last ? Buffer.from(`${last.created_at.toISOString()}|${last.id}`).toString('base64url') : null,
-        has_more: hasMore,
-        total_count: Number(counted[0]?.count ?? 0),
-      },
-    });
+    const { data, pagination } = await cursorPage<{ created_at: Date; id: string }>(filtered, page, q.limit, (row) => `${row.created_at.toISOString()}|${row.id}`);
+    res.json({ data: data.map(present), pagination });
   });
   return router;
 }

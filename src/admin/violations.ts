@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
 import { parse } from '../http/validate.js';
+import { cursorPage, readCursor } from './pagination.js';
 import { toMajorNumber } from '../money.js';
 
 const querySchema = z.strictObject({
@@ -19,9 +20,7 @@ const querySchema = z.strictObject({
 });
 
 function decodeCursor(cursor: string): number {
-  const seq = Number(Buffer.from(cursor, 'base64url').toString('utf8').replace(/^seq:/, ''));
-  if (!Number.isSafeInteger(seq) || seq <= 0) throw new AppError('invalid_request', 'Invalid cursor', [{ field: 'cursor', message: 'not a cursor this API returned' }]);
-  return seq;
+  return Number(readCursor(cursor, (p) => /^seq:[1-9]\d{0,15}$/.test(p)).slice(4));
 }
 
 export function violationRoutes(knex: Knex): Router {
@@ -36,21 +35,10 @@ export function violationRoutes(knex: Knex): Router {
       if (q.from) w.where('created_at', '>=', new Date(q.from));
       if (q.to) w.where('created_at', '<', new Date(q.to));
     });
-    const page = filtered.clone().orderBy('seq', 'desc').limit(q.limit + 1);
+    const page = filtered.clone().orderBy('seq', 'desc');
     if (q.cursor) page.where('seq', '<', decodeCursor(q.cursor));
-    const [rows, counted] = await Promise.all([page, filtered.clone().count({ count: '*' })]);
-    const count = counted[0]?.count ?? 0;
-    const hasMore = rows.length > q.limit;
-    const data = rows.slice(0, q.limit);
-    const last = data[data.length - 1];
-    res.json({
-      data: data.map(present),
-      pagination: {
-        next_cursor: hasMore && last ? Buffer.from(`seq:${last.seq}`).toString('base64url') : null,
-        has_more: hasMore,
-        total_count: Number(count),
-      },
-    });
+    const { data, pagination } = await cursorPage<{ seq: number }>(filtered, page, q.limit, (row) => `seq:${row.seq}`);
+    res.json({ data: data.map(present), pagination });
   });
   router.all(['/violations/:id', '/violations'], (req, _res, next) => {
     if (req.method === 'GET') return next();

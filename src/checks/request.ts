@@ -10,7 +10,7 @@ import type { Action } from '../policy/model.js';
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Text PostgreSQL can store: no NUL, no lone UTF-16 surrogates. */
-export function isStorableText(s: string): boolean {
+function isStorableText(s: string): boolean {
   return !s.includes('\u0000') && !LONE_SURROGATE.test(s);
 }
 
@@ -77,7 +77,7 @@ export function toAction(request: CheckRequest, now: Date): Action {
     throw new AppError('invalid_request', `Invalid request: amount: ${message}`, [{ field: 'amount', message }]);
   }
   const meta = request.metadata;
-  const text = (value: unknown) => (typeof value === 'string' && value.trim() ? value.trim() : undefined);
+  const metaText = (value: unknown) => (typeof value === 'string' && value.trim() ? value.trim() : undefined);
   const m = request.merchant ?? {};
   const mcc = m.mcc ?? meta.mcc ?? meta.merchant_category_code;
   if (mcc !== undefined && normalizeMcc(mcc) === undefined) {
@@ -86,9 +86,9 @@ export function toAction(request: CheckRequest, now: Date): Action {
   const fail = (field: string, message: string): never => {
     throw new AppError('invalid_request', `Invalid request: ${field}: ${message}`, [{ field, message }]);
   };
-  const categoryName = m.category ?? text(meta.merchant_category);
+  const categoryName = m.category ?? metaText(meta.merchant_category);
   if (categoryName !== undefined && !isKnownCategoryName(categoryName)) fail('metadata.merchant_category', 'must be a Stripe Issuing category or a group such as "gambling"');
-  const countryCode = m.country ?? text(meta.merchant_country) ?? text(meta.country);
+  const countryCode = m.country ?? metaText(meta.merchant_country) ?? metaText(meta.country);
   if (countryCode !== undefined && !/^[A-Za-z]{2}$/.test(countryCode)) fail('metadata.merchant_country', 'must be an ISO 3166-1 alpha-2 code such as "US"');
   const action: Action = {
     actionType: request.action_type,
@@ -96,9 +96,9 @@ export function toAction(request: CheckRequest, now: Date): Action {
     currency,
     counterparty: request.counterparty,
     merchant: {
-      name: m.name ?? text(meta.merchant_name),
-      url: m.url ?? text(meta.merchant_url) ?? text(meta.merchant_domain),
-      networkId: m.network_id ?? text(meta.merchant_network_id),
+      name: m.name ?? metaText(meta.merchant_name),
+      url: m.url ?? metaText(meta.merchant_url) ?? metaText(meta.merchant_domain),
+      networkId: m.network_id ?? metaText(meta.merchant_network_id),
       mcc: normalizeMcc(mcc),
       category: categoryName,
       country: countryCode?.toUpperCase(),

@@ -2,6 +2,7 @@
 // record, count it in the metrics, and answer in seed 002's shape.
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
+import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { newId } from '../ids.js';
 import type { Ledger } from '../ledger/ledger.js';
@@ -67,10 +68,7 @@ export async function runCheck(deps: CheckDeps, agentId: string, request: CheckR
       startedAt,
     });
     const d = result.decision;
-    if (!result.replayed && !request.simulate) {
-      deps.metrics.decisions.inc({ decision: d.decision, reason: d.reasonCode ?? 'none', source: 'check' });
-      deps.metrics.decisionSeconds.observe({ source: 'check' }, (performance.now() - startedAt) / 1000);
-    }
+    if (!result.replayed && !request.simulate) recordDecision(deps.metrics, 'check', d, startedAt);
     const body: CheckResponse = {
       check_id: result.checkId,
       agent_id: agentId,

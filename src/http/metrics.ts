@@ -27,3 +27,9 @@ export function createMetrics(): Metrics {
     }),
   };
 }
+
+/** Counts one new decision (not a replay or a simulation) and how long it took since `startedAt`. */
+export function recordDecision(metrics: Metrics, source: string, decision: { decision: string; reasonCode: string | null }, startedAt: number): void {
+  metrics.decisions.inc({ decision: decision.decision, reason: decision.reasonCode ?? 'none', source });
+  metrics.decisionSeconds.observe({ source }, (performance.now() - startedAt) / 1000);
+}

@@ -1,7 +1,7 @@
-// SQL of the ledger: lock agents, load their counters (creating missing ones from the
-// reservations they summarize), and write a batch of decisions and counters. Runs inside the
-// caller's transaction. Batches are written with one statement per table whose columns arrive as
-// arrays (unnest), so a batch of 200 costs PostgreSQL a few statements, not 200.
+// SQL of the ledger: open a transaction holding the batch's agent locks, load their counters
+// (creating missing ones from the reservations they summarize), and write a batch of decisions,
+// settlements and counters. Columns arrive as arrays (unnest), so a batch of 200 costs PostgreSQL
+// a handful of statements, not 200.
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { newId } from '../ids.js';
@@ -247,7 +247,7 @@ function violationToRow(c: CheckRow) {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function checkFromRow(row: any): PreviousCheck {
+function checkFromRow(row: any): PreviousCheck {
   return {
     checkId: row.id,
     idempotencyKey: row.idempotency_key,

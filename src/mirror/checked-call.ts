@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Knex } from 'knex';
 import { AppError } from '../errors.js';
+import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
 import type { Ledger } from '../ledger/ledger.js';
@@ -116,10 +117,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     throw error;
   }
   const decision = result.decision;
-  if (!result.replayed) {
-    deps.metrics.decisions.inc({ decision: decision.decision, reason: decision.reasonCode ?? 'none', source: 'stripe' });
-    deps.metrics.decisionSeconds.observe({ source: 'stripe' }, (performance.now() - startedAt) / 1000);
-  }
+  if (!result.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
   if (decision.decision !== 'allow') return policyRefusal(res, result.checkId, decision);
 
   const forward = forwardContext(req);

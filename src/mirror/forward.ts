@@ -82,13 +82,12 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
     ...common,
     on: {
       ...on,
-      error(error, req, res) {
+      error(error, _req, res) {
         const response = res as ServerResponse;
         if (!response.headersSent) {
           response.writeHead(502, { 'content-type': 'application/json' });
           response.end(JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${(error as NodeJS.ErrnoException).code ?? error.message})` } }));
         } else response.destroy();
-        void req;
       },
     },
   });

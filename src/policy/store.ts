@@ -38,11 +38,6 @@ export async function compiledPolicy(knex: Knex, policyId: string, version: numb
   return compiled;
 }
 
-export async function currentVersion(knex: Knex, policyId: string): Promise<number | undefined> {
-  const row = await knex('policies').where({ id: policyId }).first('current_version');
-  return row?.current_version;
-}
-
 function toInvalidPolicy(error: unknown): never {
   if (error instanceof PolicyError) {
     throw new AppError('invalid_policy', `Invalid policy: ${error.message}`, error.issues.map((i) => ({ field: i.path, message: i.message })));

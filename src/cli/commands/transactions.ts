@@ -2,8 +2,8 @@
 // (pending, completed, declined, failed, unknown), newest first.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { CliError } from '../client.js';
 import type { CommandContext } from '../context.js';
+import { fetchPages } from '../pages.js';
 import { positiveInteger } from '../options.js';
 import { when } from '../output.js';
 import { formatMoney } from '../../money.js';
@@ -20,10 +20,6 @@ interface Transaction {
   status: string;
   reason_code: string | null;
   created_at: string;
-}
-interface Page {
-  data: Transaction[];
-  pagination: { next_cursor: string | null; has_more: boolean; total_count: number };
 }
 interface Filters {
   status?: string;
@@ -50,16 +46,7 @@ export function registerTransactionCommands(program: Command, ctx: CommandContex
       const out = ctx.output(cmd);
       const client = await ctx.client(cmd);
       const query = { status: opts.status, from: opts.from, to: opts.to, agent_id: opts.agent };
-      let page = await client.request<Page>('GET', '/transactions', { query: { ...query, limit: opts.limit ?? (opts.all ? 100 : undefined), cursor: opts.cursor } });
-      const data = [...page.data];
-      while (opts.all && page.pagination.has_more) {
-        const cursor = page.pagination.next_cursor;
-        if (!cursor) throw new CliError('the gateway said there are more transactions but gave no cursor');
-        page = await client.request<Page>('GET', '/transactions', { query: { ...query, limit: opts.limit ?? 100, cursor } });
-        if (page.data.length === 0) break;
-        data.push(...page.data);
-      }
-      const pagination = opts.all ? { next_cursor: null, has_more: false, total_count: page.pagination.total_count } : page.pagination;
+      const { data, pagination } = await fetchPages<Transaction>(client, '/transactions', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'transactions' });
       if (out.json) return out.printJson({ data, pagination });
       if (data.length === 0) return out.line('No transactions match.');
       out.table(

@@ -2,8 +2,8 @@
 // (--cursor) or every page (--all).
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { CliError } from '../client.js';
 import type { CommandContext } from '../context.js';
+import { fetchPages } from '../pages.js';
 import { positiveInteger } from '../options.js';
 import { truncate, when } from '../output.js';
 import { formatMoney } from '../../money.js';
@@ -23,10 +23,6 @@ interface Violation {
   message: string | null;
   violated_rule_id: string | null;
   timestamp: string;
-}
-interface Page {
-  data: Violation[];
-  pagination: { next_cursor: string | null; has_more: boolean; total_count: number };
 }
 interface Filters {
   agent?: string;
@@ -57,16 +53,7 @@ export function registerViolationCommands(program: Command, ctx: CommandContext)
       const out = ctx.output(cmd);
       const client = await ctx.client(cmd);
       const query = { agent_id: opts.agent, policy_id: opts.policy, decision: opts.decision, reason_code: opts.reason, from: opts.from, to: opts.to };
-      let page = await client.request<Page>('GET', '/violations', { query: { ...query, limit: opts.limit ?? (opts.all ? 100 : undefined), cursor: opts.cursor } });
-      const data = [...page.data];
-      while (opts.all && page.pagination.has_more) {
-        const cursor = page.pagination.next_cursor;
-        if (!cursor) throw new CliError('the gateway said there are more violations but gave no cursor');
-        page = await client.request<Page>('GET', '/violations', { query: { ...query, limit: opts.limit ?? 100, cursor } });
-        if (page.data.length === 0) break;
-        data.push(...page.data);
-      }
-      const pagination = opts.all ? { next_cursor: null, has_more: false, total_count: page.pagination.total_count } : page.pagination;
+      const { data, pagination } = await fetchPages<Violation>(client, '/violations', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'violations' });
       if (out.json) return out.printJson({ data, pagination });
       if (data.length === 0) return out.line('No violations match.');
       out.table(
