@@ -22,6 +22,7 @@ import { requireAdmin } from './http/auth.js';
 import { requestLogging } from './http/logging.js';
 import type { Metrics } from './http/metrics.js';
 import type { Ledger } from './ledger/ledger.js';
+import type { Processor, ProcessorName } from '../adapters/processor.js';
 
 export interface AppDeps {
   knex: Knex;
@@ -33,6 +34,10 @@ export interface AppDeps {
   adminToken?: string;
   /** The Stripe mirror's outside world: real keys per mode, look-ups and the forwarder. */
   mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder'>;
+  /** Card processors configured (webhooks and card calls); chosen in gateway.ts. */
+  processors?: Partial<Record<ProcessorName, Processor>>;
+  /** Card authorizations: answer within this many ms, else by the fail mode. */
+  authorization?: { deadlineMs: number; failMode: string };
   /** Which proxies' X-Forwarded-For is believed (express "trust proxy"); default none. */
   trustProxy?: false | number | string[];
   now?: () => Date;

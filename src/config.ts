@@ -24,7 +24,7 @@ const schema = z
     STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(30_000),
     LITHIC_API_KEY: optionalText,
     LITHIC_API_BASE: z.url({ protocol: /^https?$/ }).optional(),
-    LITHIC_WEBHOOK_SECRET: optionalText,
+    LITHIC_WEBHOOK_SECRET: list.optional(),
     SPEND_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     SPEND_FILES: list.optional(),
     SPEND_ALLOW_UNENFORCED: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),

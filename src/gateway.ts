@@ -23,6 +23,9 @@ import { createLedger } from './ledger/ledger.js';
 import { createForwarder } from './mirror/forward.js';
 import { stripeClient, stripeLookup } from './mirror/stripe-lookup.js';
 import { applySpendMd } from './policy/store.js';
+import { createLithicProcessor } from '../adapters/lithic/index.js';
+import type { Processor, ProcessorName } from '../adapters/processor.js';
+import { createStripeProcessor } from '../adapters/stripe/index.js';
 
 /** sk_test_/rk_test_ keys serve sg_test_ agent keys; sk_live_/rk_live_ serve sg_live_. */
 function stripeKeysByMode(key: string | undefined): { test?: string; live?: string } {
@@ -82,7 +85,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     },
   };
   const invalidation = await startInvalidation(url, logger);
-  const deps: AppDeps = { knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger, adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror };
+  const deps: AppDeps = {
+    knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger,
+    adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors: processorsFor(config),
+    authorization: { deadlineMs: config.AUTH_DEADLINE_MS, failMode: config.AUTH_FAIL_MODE },
+  };
   const servers: Server[] = [];
   const listen = (listener: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string) =>
     new Promise<Server>((resolve, reject) => {
@@ -120,6 +127,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await stopDatabase();
     },
   };
+}
+
+/** A processor is configured when its API key or its webhook secret is. */
+function processorsFor(config: Config): Partial<Record<ProcessorName, Processor>> {
+  const processors: Partial<Record<ProcessorName, Processor>> = {};
+  if (config.STRIPE_SECRET_KEY || config.STRIPE_WEBHOOK_SECRET) {
+    processors.stripe = createStripeProcessor({ apiKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE, secrets: config.STRIPE_WEBHOOK_SECRET ?? [] });
+  }
+  if (config.LITHIC_API_KEY || config.LITHIC_WEBHOOK_SECRET) {
+    processors.lithic = createLithicProcessor({ apiKey: config.LITHIC_API_KEY, apiBase: config.LITHIC_API_BASE, secrets: config.LITHIC_WEBHOOK_SECRET ?? [] });
+  }
+  return processors;
 }
 
 /** SPEND_FILES entries are files or folders (every *.md inside). */

@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import pg from 'pg';
 import * as policyCore from '../../migrations/20261122000000_policy_core.js';
 import * as transactions from '../../migrations/20261122010000_transactions.js';
+import * as cards from '../../migrations/20261122020000_cards.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
   const n = Number(value);
@@ -15,6 +16,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261122000000_policy_core': policyCore,
   '20261122010000_transactions': transactions,
+  '20261122020000_cards': cards,
 };
 
 /** Migrations are listed in code, so they load the same under tsx, compiled, or in a container. */
