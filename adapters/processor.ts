@@ -138,7 +138,8 @@ export type SettlementUpdate = AuthorizationUpdate | TransactionUpdate;
 
 export type WebhookEvent =
   | { kind: 'authorization_request'; request: AuthorizationRequest }
-  | { kind: 'settlement'; update: SettlementUpdate }
+  /** One event may say several things (a Lithic transaction: its authorization and its clearings). */
+  | { kind: 'settlement'; eventId: string; updates: SettlementUpdate[] }
   | { kind: 'ignored'; eventId: string; type: string };
 
 export interface WebhookAdapter {
