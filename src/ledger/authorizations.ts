@@ -5,7 +5,7 @@
 // nothing and the order of arrival does not matter.
 import { newId } from '../ids.js';
 import type { AuthorizationUpdate, SettlementUpdate, TransactionUpdate } from '../../adapters/processor.js';
-import type { CompiledPolicy } from '../policy/model.js';
+import type { Action, CompiledPolicy } from '../policy/model.js';
 import type { ReservationFacts } from '../policy/usage.js';
 import type { AgentState, ReservationStatus } from './state.js';
 import { contribution } from './state.js';
@@ -16,6 +16,13 @@ export interface AuthorizationSettlementInput {
   update: SettlementUpdate;
   /** The agent's bound policy, named on a spend recorded without a reservation. */
   policy: CompiledPolicy;
+  timezone: string;
+}
+
+/** The action a settled card spend counts as, for the counters it falls in. */
+export function settledAction(input: AuthorizationSettlementInput): Action {
+  const u = input.update;
+  return { actionType: 'card_authorization', amount: u.amount.amount, currency: u.amount.currency, counterparty: u.merchant.name ?? '' };
 }
 
 export interface AuthorizationSettlement {

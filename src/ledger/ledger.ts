@@ -14,7 +14,7 @@ import type { Guards } from './guards.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
 import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
-import { applyAuthorization, loadAuthorizations } from './authorizations.js';
+import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
 import { inTransaction, loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
@@ -191,10 +191,14 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const agents = [...new Set(batch.map((j) => j.agentId))];
     const outcomes = await inTransaction(knex, agents, async (trx) => {
       const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
+      const specs: { agentId: string; spec: UsageSpec }[] = [];
       const authorizations = new Map<AuthorizationJob, LoadedAuthorization>();
       for (const job of syncs) authorizations.set(job, await loadAuthorizations(trx, job.agentId, job.input));
+      // Counters the settled money falls in must exist (e.g. a spend recorded before any request).
+      for (const [job, loaded] of authorizations) {
+        for (const at of loaded.times) for (const spec of usageSpecs(job.input.policy, settledAction(job.input), new Date(at), job.input.timezone)) specs.push({ agentId: job.agentId, spec });
+      }
       const guards = await loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : [])));
-      const specs: { agentId: string; spec: UsageSpec }[] = [];
       const lookbacks = new Map<string, Date>();
       for (const { input } of checks) {
         for (const spec of usageSpecs(input.policy, input.action, input.now, input.timezone)) specs.push({ agentId: input.agentId, spec });

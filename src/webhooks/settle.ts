@@ -45,7 +45,7 @@ async function settleOne(deps: SettleDeps, update: SettlementUpdate): Promise<Se
     deps.logger.warn({ agent_id: agentId, reference }, 'settlement event for an agent without a policy: ignored');
     return { reference, agentId, result: null };
   }
-  const result = await deps.ledger.settleAuthorization({ agentId, update, policy: bound.policy });
+  const result = await deps.ledger.settleAuthorization({ agentId, update, policy: bound.policy, timezone: bound.timezone });
   if (result.recorded) deps.logger.warn({ agent_id: agentId, reference, spent: result.spent, held: result.held }, 'processor approved money without a reservation here; counted now');
   return { reference, agentId, result };
 }
