@@ -9,7 +9,7 @@ import type { Lookups } from '../agents/lookup-cache.js';
 import { AppError } from '../errors.js';
 import type { AuthorizationSettlement } from '../ledger/authorizations.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { cardOwner } from './owner.js';
+import { settlementOwner } from './owner.js';
 
 export interface SettleDeps {
   knex: Knex;
@@ -32,7 +32,7 @@ export async function settleUpdates(deps: SettleDeps, updates: SettlementUpdate[
 
 async function settleOne(deps: SettleDeps, update: SettlementUpdate): Promise<SettlementOutcome> {
   const reference = update.kind === 'authorization' ? update.authorizationId : (update.authorizationId ?? update.transactionId);
-  const agentId = await cardOwner(deps.knex, update.processor, update.card);
+  const agentId = await settlementOwner(deps.knex, update);
   if (!agentId) {
     deps.logger.info({ processor: update.processor, card_id: update.cardId, reference }, 'settlement event for a card of no known agent: ignored');
     return { reference, agentId: null, result: null };
