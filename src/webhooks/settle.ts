@@ -32,7 +32,7 @@ export async function settleUpdates(deps: SettleDeps, updates: SettlementUpdate[
 
 async function settleOne(deps: SettleDeps, update: SettlementUpdate): Promise<SettlementOutcome> {
   const reference = update.kind === 'authorization' ? update.authorizationId : (update.authorizationId ?? update.transactionId);
-  const agentId = await settlementOwner(deps.knex, update);
+  const agentId = await settlementOwner(deps.knex, deps.lookups, update);
   if (!agentId) {
     deps.logger.info({ processor: update.processor, card_id: update.cardId, reference }, 'settlement event for a card of no known agent: ignored');
     return { reference, agentId: null, result: null };
