@@ -13,6 +13,8 @@ import { simulationRoutes } from './admin/simulations.js';
 import { transactionRoutes } from './admin/transactions.js';
 import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
+import { parseFailMode } from './webhooks/fail-mode.js';
+import { webhookRoutes } from './webhooks/routes.js';
 import type { Lookups } from './agents/lookup-cache.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
 import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
@@ -53,7 +55,7 @@ function base(deps: AppDeps): Express {
   return app;
 }
 
-/** The agent port: the check API, health and metrics (the Stripe mirror and webhooks join later). */
+/** The agent port: the check API, processor webhooks, health and metrics (withMirror adds the Stripe mirror). */
 export function createAgentApp(deps: AppDeps): Express {
   const app = base(deps);
   mountAgent(app, deps);
@@ -96,6 +98,13 @@ function mountAgent(app: Express, deps: AppDeps): void {
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
+  if (deps.processors) {
+    app.use(webhookRoutes({
+      knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, logger: deps.logger, processors: deps.processors,
+      deadlineMs: deps.authorization?.deadlineMs ?? 1500, failMode: parseFailMode(deps.authorization?.failMode ?? 'decline'),
+      ...(deps.now ? { now: deps.now } : {}),
+    }));
+  }
   const agent = express.Router();
   // JSON only for the check API: the mirror reads Stripe's form bodies itself, byte for byte.
   agent.use('/v1/checks', express.json({ limit: '256kb', strict: true }));
