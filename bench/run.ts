@@ -9,6 +9,7 @@ import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
 import { benchMirror } from './mirror.js';
+import type { TargetFigures } from './mirror.js';
 
 // `npm run bench -- mirror` runs one section; no argument runs them all.
 const only = process.argv[2];
@@ -33,18 +34,32 @@ try {
 }
 
 async function mirrorSection() {
-  console.log('\nStripe mirror: 32 autocannon connections for 8 s each (req/s), plus one probe connection for p50/p99; every server its own process');
-  const figures = await benchMirror(url);
-  for (const f of figures) {
-    console.log(`  ${f.name.padEnd(66)} ${f.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms${f.non2xx ? `  (${f.non2xx} non-2xx!)` : ''}`);
+  const m = await benchMirror(url);
+  const f = m.figures;
+  console.log(`\nStripe mirror: throughput with ${m.connections} autocannon connections for ${m.seconds} s (p50/p99 of a probe connection beside them);`);
+  console.log(`latency with one connection, one request at a time, nothing else running. Every server its own process; medians of ${m.rounds} rounds.`);
+  console.log(`  ${''.padEnd(52)} ${`${m.connections} connections`.padEnd(41)} 1 connection`);
+  for (const t of [f.directGet, f.proxyGet, f.gatewayGet, f.proxyPost, f.gatewayChecked]) {
+    if (!t) continue;
+    const loaded = `${t.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${t.loadedP50Ms.toFixed(2).padStart(6)} ms  p99 ${t.loadedP99Ms.toFixed(2).padStart(6)} ms`;
+    const idle = `p50 ${t.idle.p50.toFixed(3)} ms  p99 ${t.idle.p99.toFixed(3).padStart(6)} ms  (${t.idle.perSecond.toLocaleString('en')} req/s)`;
+    console.log(`  ${t.name.padEnd(52)} ${loaded}   ${idle}${t.non2xx ? `  (${t.non2xx} non-2xx!)` : ''}`);
   }
-  const by = (prefix: string) => figures.find((f) => f.name.startsWith(prefix));
-  const floor = by('GET through minimal');
-  const gateway = by('GET through spendgate');
-  const passPost = by('POST /v1/customers');
-  const checked = by('POST /v1/payment_intents');
-  if (floor && gateway) console.log(`  passthrough vs minimal proxy: ${(gateway.requestsPerSecond / floor.requestsPerSecond).toFixed(2)}x throughput, ${(gateway.p50Ms - floor.p50Ms).toFixed(2)} ms added p50`);
-  if (passPost && checked) console.log(`  checked money-moving POST vs passthrough POST: ${(checked.p50Ms - passPost.p50Ms).toFixed(2)} ms added p50`);
+  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const perRound = (a: 'gatewayGet' | 'gatewayChecked', b: 'proxyGet' | 'proxyPost', pick: (t: TargetFigures) => number, fmt: (x: number) => string) =>
+    m.perRound.map((r) => (r[a] && r[b] ? fmt(pick(r[a]) - pick(r[b])) : '?')).join(', ');
+  if (f.gatewayGet && f.proxyGet) {
+    const ratio = f.gatewayGet.requestsPerSecond / f.proxyGet.requestsPerSecond;
+    const added = f.gatewayGet.idle.p50 - f.proxyGet.idle.p50;
+    const ratios = m.perRound.map((r) => (r.gatewayGet && r.proxyGet ? (r.gatewayGet.requestsPerSecond / r.proxyGet.requestsPerSecond).toFixed(2) : '?')).join(', ');
+    console.log(`  passthrough GET vs minimal proxy: ${ratio.toFixed(2)}x throughput (goal >= 0.9x: ${mark(ratio >= 0.9)}; rounds ${ratios}),`);
+    console.log(`    ${added >= 0 ? '+' : ''}${added.toFixed(3)} ms p50 at 1 connection (goal <= +0.3 ms: ${mark(added <= 0.3)}; rounds ${perRound('gatewayGet', 'proxyGet', (t) => t.idle.p50, (x) => x.toFixed(3))}), ${(f.gatewayGet.loadedP50Ms - f.proxyGet.loadedP50Ms).toFixed(2)} ms under load`);
+  }
+  if (f.gatewayChecked && f.proxyPost) {
+    const added = f.gatewayChecked.idle.p50 - f.proxyPost.idle.p50;
+    console.log(`  checked POST vs the same POST through the minimal proxy: +${added.toFixed(3)} ms p50 at 1 connection (goal <= +2 ms: ${mark(added <= 2)}; rounds ${perRound('gatewayChecked', 'proxyPost', (t) => t.idle.p50, (x) => x.toFixed(2))}),`);
+    console.log(`    ${(f.gatewayChecked.requestsPerSecond / f.proxyPost.requestsPerSecond).toFixed(2)}x throughput with ${m.connections} connections of one agent (every call reserves and settles under that agent's lock)`);
+  }
 }
 
 async function policySection() {
