@@ -35,6 +35,16 @@ interface KnexLog {
 }
 
 /** knex's own warnings go to our JSON log (or nowhere), never to stdout as plain text. */
+/**
+ * Pipelined connections (node-postgres `pipeline`, not in knex's types): a query is sent without
+ * waiting for the one before it to finish. Code that awaits each query behaves exactly as before;
+ * the ledger sends a batch's independent statements together (ledger/store.ts).
+ */
+function pgConnection(url: string): Knex.PgConnectionConfig {
+  const config = { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: 1500, pipeline: true };
+  return config;
+}
+
 export function connect(url: string, poolMax = 10, log?: KnexLog): Knex {
   const quiet = () => undefined;
   return knexFactory({
@@ -45,7 +55,7 @@ export function connect(url: string, poolMax = 10, log?: KnexLog): Knex {
       debug: quiet,
     },
     client: 'pg',
-    connection: { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: 1500 },
+    connection: pgConnection(url),
     pool: { min: 0, max: poolMax },
     migrations: migrationConfig,
     // A request must fail fast (503) rather than queue behind a dead database.

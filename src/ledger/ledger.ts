@@ -190,7 +190,11 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const syncs = batch.filter((j): j is AuthorizationJob => j.kind === 'authorization');
     const agents = [...new Set(batch.map((j) => j.agentId))];
     const outcomes = await inTransaction(knex, agents, async (trx) => {
+      // Sent now, awaited after loadStates: the reads of a batch of checks share one round trip.
+      const guarding = checks.length > 0 ? loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : []))) : Promise.resolve(NO_GUARDS);
+      guarding.catch(() => undefined); // reported by the await below
       const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
+      const counted = countedBefore(reservations);
       const specs: { agentId: string; spec: UsageSpec }[] = [];
       const authorizations = new Map<AuthorizationJob, LoadedAuthorization>();
       for (const job of syncs) authorizations.set(job, await loadAuthorizations(trx, job.agentId, job.input));
@@ -198,7 +202,6 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       for (const [job, loaded] of authorizations) {
         for (const at of loaded.times) for (const spec of usageSpecs(job.input.policy, settledAction(job.input), new Date(at), job.input.timezone)) specs.push({ agentId: job.agentId, spec });
       }
-      const guards = await loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : [])));
       const lookbacks = new Map<string, Date>();
       for (const { input } of checks) {
         for (const spec of usageSpecs(input.policy, input.action, input.now, input.timezone)) specs.push({ agentId: input.agentId, spec });
@@ -216,6 +219,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       ];
       const keys = checks.filter((j) => !j.input.simulate).map((j) => [j.agentId, j.input.idempotencyKey] as [string, string]);
       const { states, previous } = await loadStates(trx, agents, specs, [new Date(Math.min(...times)), new Date(Math.max(...times))], keys, lookbacks);
+      const guards = await guarding;
       const rows: CheckRow[] = [];
       const updates: ReservationUpdate[] = [];
       const decided = new Map<string, CheckRow>();
@@ -225,6 +229,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
         if (job.kind === 'authorization') return applyAuthorization(job.input, authorizations.get(job) as LoadedAuthorization, stateOf(job.agentId), updates, rows);
         return decideInBatch(job, stateOf(job.agentId), previous, decided, rows, guards);
       });
+      trx.durable = checks.length > 0 || syncs.length > 0 || raisesCounts(updates, counted);
       await recordBatch(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), updates);
       return results;
     });
@@ -314,6 +319,29 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   }
 
   return { check, settle, settleAuthorization };
+}
+
+const NO_GUARDS: Guards = { agents: new Map(), cards: new Map() };
+
+/** What each loaded reservation adds to its counters before the batch settles it. */
+function countedBefore(reservations: Map<string, StoredReservation>): Map<string, { reserved: number; spent: number; count: number }> {
+  return new Map([...reservations.values()].map((r) => [r.id, contribution(r.status, r.countedAmount)]));
+}
+
+/**
+ * Does a settlement count more than its reservation did (Stripe reports more than was reserved,
+ * or money moved after a release)? Only a batch of settlements that never do may commit without
+ * waiting for the WAL flush (synchronous_commit off): lost in a crash, it leaves reservations
+ * counted as reserved, at their full amount — more than the truth, never less. Decisions, and
+ * anything that adds to the counters, stay durable; a later durable commit flushes the WAL, and
+ * with it every asynchronous commit before it.
+ */
+function raisesCounts(updates: ReservationUpdate[], before: Map<string, { reserved: number; spent: number; count: number }>): boolean {
+  return updates.some((u) => {
+    const was = before.get(u.id);
+    const now = contribution(u.status, u.amount);
+    return !was || now.reserved + now.spent > was.reserved + was.spent || now.count > was.count;
+  });
 }
 
 /** Rules an amount caps: a smaller amount may pass them. Others (a blocked merchant) never will. */
