@@ -2,7 +2,7 @@
 // — cached per process for a few seconds and dropped the moment any process changes a key, an
 // agent or a policy (LISTEN/NOTIFY). With the invalidation channel down, every read goes to
 // PostgreSQL: a revoked key never works because of a cache.
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Invalidation } from '../db/invalidation.js';
 import { agentPolicy } from '../policy/store.js';
@@ -35,6 +35,8 @@ export function uncachedLookups(knex: Knex): Lookups {
   return { principal: (key) => authenticateKey(knex, key), agentPolicy: (id) => agentPolicy(knex, id), registeredCard: (p, id) => registeredCard(knex, p, id) };
 }
 
+const sha256 = (text: string) => oneShotHash('sha256', text, 'hex');
+
 export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
   const principals = new Map<string, Entry<{ principal: Principal; expiresAt: Date | null } | undefined>>();
   const policies = new Map<string, Entry<AgentPolicy>>();
@@ -66,7 +68,7 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
 
   return {
     async principal(presented) {
-      const hash = createHash('sha256').update(presented).digest('hex');
+      const hash = sha256(presented); // one-shot: no Hash object per request
       const cached = principals.get(hash);
       if (fresh(cached)) {
         const hit = cached?.value;

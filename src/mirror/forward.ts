@@ -23,6 +23,8 @@ export interface ForwardContext {
   upstreamIdempotencyKey?: string;
   /** Bytes already read from the agent (every non-multipart POST); forwarded exactly. */
   rawBody?: Buffer;
+  /** The gateway's id for this request: the agent gets it when Stripe's answer carries none. */
+  requestId?: () => string;
   onAnswer?: (answer: UpstreamAnswer) => Promise<void> | void;
   onFailure?: (failure: { error: Error; sent: boolean }) => Promise<void> | void;
 }
@@ -127,12 +129,15 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
         (answer) => {
           const raw = answer.rawHeaders;
           const headers: string[] = [];
+          let requestId = false;
           for (let i = 0; i < raw.length; i += 2) {
             const name = raw[i] as string;
             const lower = name.toLowerCase();
             if (NOT_RELAYED.has(lower)) continue;
+            if (lower === 'request-id') requestId = true;
             headers.push(name, lower === 'idempotency-key' && ctx.idempotencyKey ? ctx.idempotencyKey : (raw[i + 1] as string));
           }
+          if (!requestId && ctx.requestId && !res.hasHeader('request-id')) headers.push('Request-Id', ctx.requestId());
           res.writeHead(answer.statusCode ?? 502, answer.statusMessage, headers);
           answer.on('error', () => res.destroy());
           answer.on('end', resolve);
@@ -142,7 +147,7 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
           if (res.writableFinished) return; // a late socket error after the answer was relayed
           if (!res.headersSent) {
             const body = JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${error.code ?? error.message})` } });
-            res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+            res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(ctx.requestId ? { 'request-id': ctx.requestId() } : {}) });
             res.end(body);
           } else res.destroy();
           resolve();

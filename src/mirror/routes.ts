@@ -49,19 +49,48 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/**
+ * One request's id and logger. A passthrough call is forwarded without either being made: the
+ * logger child (pino serializes and prepares redaction for each) is created on first use, and the
+ * id goes out as `Request-Id` only on the gateway's own answers — a forwarded answer carries
+ * Stripe's, or this one when Stripe's is missing.
+ */
+class RequestContext {
+  private id?: string;
+  private child?: Logger;
+
+  constructor(private readonly logger: Logger) {}
+
+  get requestId(): string {
+    return (this.id ??= `req_${randomUUID().replace(/-/g, '')}`);
+  }
+
+  get log(): Logger {
+    return (this.child ??= this.logger.child({ req_id: this.requestId }));
+  }
+
+  /** `res`, marked with this request's id: for the gateway's own answers. */
+  own(res: ServerResponse): ServerResponse {
+    if (!res.headersSent) res.setHeader('request-id', this.requestId);
+    return res;
+  }
+}
+
 export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
+  const debug = () => logger.isLevelEnabled('debug');
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const requestId = `req_${randomUUID().replace(/-/g, '')}`;
-    const log = logger.child({ req_id: requestId });
+    const ctx = new RequestContext(logger);
     const started = performance.now();
-    res.setHeader('request-id', requestId); // Stripe's own Request-Id replaces it on forwarded answers
     res.once('finish', () => {
+      if (res.statusCode < 500 && !debug()) return;
       const ms = Math.round((performance.now() - started) * 10) / 10;
       const line = { method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms };
-      if (res.statusCode >= 500) log.error(line, 'mirror request');
-      else log.debug(line, 'mirror request');
+      if (res.statusCode >= 500) ctx.log.error(line, 'mirror request');
+      else ctx.log.debug(line, 'mirror request');
     });
-    handle(deps, req, res, log).catch((error: unknown) => {
+    handle(deps, req, res, ctx).catch((error: unknown) => {
+      const log = ctx.log;
+      ctx.own(res);
       if (error instanceof AppError && error.status < 500) {
         return stripeError(res, error.status, { type: 'invalid_request_error', message: error.message });
       }
@@ -75,40 +104,40 @@ export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
   };
 }
 
-async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
+async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<void> {
   const url = req.url ?? '/';
   const path = url.split('?')[0] ?? '';
   // Stripe's v1 API is GET, POST and DELETE; anything else is refused rather than streamed through.
   if (!['GET', 'POST', 'DELETE'].includes(req.method ?? '')) {
-    return stripeError(res, 405, { type: 'invalid_request_error', message: `spendgate forwards GET, POST and DELETE only, not ${req.method ?? '?'}.` });
+    return stripeError(ctx.own(res), 405, { type: 'invalid_request_error', message: `spendgate forwards GET, POST and DELETE only, not ${req.method ?? '?'}.` });
   }
   // Classification reads the path literally: a path Stripe might read differently
   // (/v1//refunds, /v1/refunds/, /v1/re%66unds, /v1/./refunds) is refused, never forwarded unchecked.
   if (req.method !== 'GET' && !isCanonicalPath(path)) {
-    return stripeError(res, 400, { type: 'invalid_request_error', message: `spendgate accepts canonical Stripe paths only (no empty, dot or percent-encoded segments, no trailing slash): ${path}` });
+    return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate accepts canonical Stripe paths only (no empty, dot or percent-encoded segments, no trailing slash): ${path}` });
   }
   const key = presentedKey(req.headers);
-  if (!key) return stripeError(res, 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
+  if (!key) return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
   const principal = await deps.lookups.principal(key);
   if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
-    return stripeError(res, 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
+    return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
   }
   const upstreamKey = deps.stripeKeys[principal.mode];
   if (!upstreamKey) {
-    return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
+    return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `This gateway holds no Stripe ${principal.mode}-mode key, so a sg_${principal.mode}_ key cannot reach Stripe.` });
   }
   const contentType = (header(req, 'content-type') ?? '').toLowerCase();
   // Only /v1/files takes multipart; any other body must be a form the gateway can read.
   const multipart = contentType.startsWith('multipart/');
   if (req.method === 'POST' && multipart && path !== '/v1/files') {
-    return stripeError(res, 400, { type: 'invalid_request_error', message: 'spendgate reads Stripe form bodies only (application/x-www-form-urlencoded); multipart is accepted for /v1/files alone.' });
+    return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: 'spendgate reads Stripe form bodies only (application/x-www-form-urlencoded); multipart is accepted for /v1/files alone.' });
   }
   const rawBody = req.method === 'POST' && !multipart ? await readBody(req) : undefined;
   const bodyText = rawBody?.toString('utf8') ?? '';
   const queryText = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
   const ambiguous = req.method === 'POST' ? ambiguousParameter(queryText, bodyText) : undefined;
   if (ambiguous !== undefined) {
-    return stripeError(res, 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
+    return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', param: ambiguous, message: `Parameter ${ambiguous} was given more than once (or in both the query string and the body); spendgate refuses ambiguous requests.` });
   }
   // Stripe reads POST parameters from the query string too: classify what Stripe will see.
   let form: Record<string, unknown> = {};
@@ -116,29 +145,30 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     if (req.method === 'POST') form = parseForm([queryText, bodyText].filter(Boolean).join('&'));
   } catch (error) {
     if (!(error instanceof UnreadableForm)) throw error;
-    return stripeError(res, 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
+    return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
   }
   const classification = classify(req.method ?? 'GET', path, form);
   const agentKey = header(req, 'idempotency-key');
   const forward = setForwardContext(req, {
     upstreamKey,
     rawBody,
+    requestId: () => ctx.requestId,
     ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
   });
   switch (classification.kind) {
     case 'privileged':
-      log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
-      return stripeError(res, 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
+      ctx.log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
+      return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
     case 'other':
       return deps.forwarder.passthrough(req, res);
     case 'money': {
       if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) {
-        return stripeError(res, 400, { type: 'invalid_request_error', param: 'Idempotency-Key', message: 'Idempotency-Key must be 1-255 characters' });
+        return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', param: 'Idempotency-Key', message: 'Idempotency-Key must be 1-255 characters' });
       }
       const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
       forward.idempotencyKey = agentKey;
       forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-      return checkedCall(deps, { req, res, log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
+      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
     }
   }
 }
