@@ -12,6 +12,7 @@
 //   the p50 seen by a probe connection during the load is printed too.
 // BENCH_ROUNDS (3) rounds measure every target in turn; the figures are medians of the rounds.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
@@ -35,6 +36,11 @@ export interface TargetFigures {
   loadedP50Ms: number;
   loadedP99Ms: number;
   non2xx: number;
+  /**
+   * CPU time (user + system) the proxying process spent per request under load, in µs: the
+   * figure least disturbed by neighbours on a shared VM. Undefined where /proc is missing.
+   */
+  cpuUsPerRequest?: number;
   /** One connection, nothing else running. */
   idle: Latency;
 }
@@ -51,8 +57,10 @@ export interface MirrorFigures {
 }
 
 function startProcess(args: string[], env: Record<string, string>): ChildProcess {
-  // BENCH_PROFILE=dir writes a CPU profile of the gateway there, to see where its time goes.
-  const profile = process.env.BENCH_PROFILE && args[0]?.endsWith('main.ts') ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  // BENCH_PROFILE=dir writes CPU profiles of the gateway and the minimal proxy there
+  // (CPU.<date>.<time>.<pid>…), to see where their time goes.
+  const profiled = args[0]?.endsWith('main.ts') || args[0]?.endsWith('minimal-proxy.ts');
+  const profile = process.env.BENCH_PROFILE && profiled ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   return spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
@@ -70,23 +78,41 @@ async function waitForPort(port: number, path = '/'): Promise<void> {
 }
 
 interface Target {
+  /** The process answering at url (the proxy, the gateway or the fake), for its CPU time. */
+  pid?: number;
   url: string;
   method: 'GET' | 'POST';
   headers: Record<string, string>;
   body?: string;
 }
 
+/** CPU time of a process so far (utime + stime from /proc), in ms; undefined off Linux. */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
+  }
+}
+
 /** Saturating load, with a light probe connection measuring latency to the microsecond beside it. */
 async function underLoad(target: Target, connections: number, seconds: number) {
+  const cpuBefore = cpuMs(target.pid);
   const running = autocannon({ url: target.url, method: target.method, headers: target.headers, body: target.body, connections, duration: seconds });
   await new Promise((r) => setTimeout(r, 500)); // let the load ramp up
   const beside = await probe(target, seconds * 1000 - 1000);
   const result = await running;
-  return { requestsPerSecond: Math.round(result.requests.average), loadedP50Ms: beside.p50, loadedP99Ms: beside.p99, non2xx: result.non2xx };
+  const cpuAfter = cpuMs(target.pid);
+  const requests = result.requests.total + beside.count;
+  return {
+    requestsPerSecond: Math.round(result.requests.average), loadedP50Ms: beside.p50, loadedP99Ms: beside.p99, non2xx: result.non2xx,
+    ...(cpuBefore !== undefined && cpuAfter !== undefined && requests > 0 ? { cpuUsPerRequest: Math.round(((cpuAfter - cpuBefore) * 1000) / requests) } : {}),
+  };
 }
 
 /** One keep-alive connection, one request at a time, timed with performance.now(). */
-async function probe(target: Target, forMs: number): Promise<Latency> {
+async function probe(target: Target, forMs: number): Promise<Latency & { count: number }> {
   const url = new URL(target.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const samples: number[] = [];
@@ -108,13 +134,14 @@ async function probe(target: Target, forMs: number): Promise<Latency> {
   agent.destroy();
   samples.sort((a, b) => a - b);
   const pct = (p: number) => Number((samples[Math.min(samples.length - 1, Math.floor(samples.length * p))] ?? 0).toFixed(3));
-  return { p50: pct(0.5), p99: pct(0.99), perSecond: Math.round((samples.length * 1000) / elapsed) };
+  return { p50: pct(0.5), p99: pct(0.99), perSecond: Math.round((samples.length * 1000) / elapsed), count: samples.length };
 }
 
 async function measure(name: string, target: Target, connections: number, seconds: number, idleSeconds: number): Promise<TargetFigures> {
   const loaded = await underLoad(target, connections, seconds);
   await new Promise((r) => setTimeout(r, 300)); // let the servers go idle again
-  return { name, ...loaded, idle: await probe(target, idleSeconds * 1000) };
+  const { p50, p99, perSecond } = await probe(target, idleSeconds * 1000);
+  return { name, ...loaded, idle: { p50, p99, perSecond } };
 }
 
 export async function benchMirror(databaseUrl: string): Promise<MirrorFigures> {
@@ -143,8 +170,11 @@ export async function benchMirror(databaseUrl: string): Promise<MirrorFigures> {
     await admin('POST', '/agents', { id: agentId, owner: 'bench@example.com', policy_id: agentId });
     const key = (await admin('POST', `/agents/${agentId}/api-keys`, { mode: 'test' })).key as string;
 
-    const get = (port: number, bearer: string): Target => ({ url: `http://127.0.0.1:${port}/v1/balance`, method: 'GET', headers: { authorization: `Bearer ${bearer}` } });
+    const [fakePid, proxyPid, gatewayPid] = children.map((c) => c.pid);
+    const pids = new Map([[stripePort, fakePid], [proxyPort, proxyPid], [gatewayPort, gatewayPid]]);
+    const get = (port: number, bearer: string): Target => ({ pid: pids.get(port), url: `http://127.0.0.1:${port}/v1/balance`, method: 'GET', headers: { authorization: `Bearer ${bearer}` } });
     const pay = (port: number, bearer: string): Target => ({
+      pid: pids.get(port),
       url: `http://127.0.0.1:${port}/v1/payment_intents`, method: 'POST', body: 'amount=100&currency=usd&confirm=true&payment_method=pm_card_visa',
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${bearer}` },
     });
@@ -178,6 +208,7 @@ export async function benchMirror(databaseUrl: string): Promise<MirrorFigures> {
         loadedP50Ms: median(all.map((f) => f.loadedP50Ms)),
         loadedP99Ms: median(all.map((f) => f.loadedP99Ms)),
         non2xx: all.reduce((n, f) => n + f.non2xx, 0),
+        ...(all.every((f) => f.cpuUsPerRequest !== undefined) ? { cpuUsPerRequest: median(all.map((f) => f.cpuUsPerRequest as number)) } : {}),
         idle: { p50: median(all.map((f) => f.idle.p50)), p99: median(all.map((f) => f.idle.p99)), perSecond: median(all.map((f) => f.idle.perSecond)) },
       };
     }

@@ -38,10 +38,11 @@ async function mirrorSection() {
   const f = m.figures;
   console.log(`\nStripe mirror: throughput with ${m.connections} autocannon connections for ${m.seconds} s (p50/p99 of a probe connection beside them);`);
   console.log(`latency with one connection, one request at a time, nothing else running. Every server its own process; medians of ${m.rounds} rounds.`);
-  console.log(`  ${''.padEnd(52)} ${`${m.connections} connections`.padEnd(41)} 1 connection`);
+  console.log(`  ${''.padEnd(52)} ${`${m.connections} connections (CPU per request of the answering process)`.padEnd(57)} 1 connection`);
   for (const t of [f.directGet, f.proxyGet, f.gatewayGet, f.proxyPost, f.gatewayChecked]) {
     if (!t) continue;
-    const loaded = `${t.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${t.loadedP50Ms.toFixed(2).padStart(6)} ms  p99 ${t.loadedP99Ms.toFixed(2).padStart(6)} ms`;
+    const cpu = t.cpuUsPerRequest !== undefined ? `${String(t.cpuUsPerRequest).padStart(4)} µs` : '';
+    const loaded = `${t.requestsPerSecond.toLocaleString('en').padStart(6)} req/s  p50 ${t.loadedP50Ms.toFixed(2).padStart(6)} ms  p99 ${t.loadedP99Ms.toFixed(2).padStart(6)} ms  ${cpu.padEnd(7)}`;
     const idle = `p50 ${t.idle.p50.toFixed(3)} ms  p99 ${t.idle.p99.toFixed(3).padStart(6)} ms  (${t.idle.perSecond.toLocaleString('en')} req/s)`;
     console.log(`  ${t.name.padEnd(52)} ${loaded}   ${idle}${t.non2xx ? `  (${t.non2xx} non-2xx!)` : ''}`);
   }
@@ -53,6 +54,7 @@ async function mirrorSection() {
     const added = f.gatewayGet.idle.p50 - f.proxyGet.idle.p50;
     const ratios = m.perRound.map((r) => (r.gatewayGet && r.proxyGet ? (r.gatewayGet.requestsPerSecond / r.proxyGet.requestsPerSecond).toFixed(2) : '?')).join(', ');
     console.log(`  passthrough GET vs minimal proxy: ${ratio.toFixed(2)}x throughput (goal >= 0.9x: ${mark(ratio >= 0.9)}; rounds ${ratios}),`);
+    if (f.gatewayGet.cpuUsPerRequest && f.proxyGet.cpuUsPerRequest) console.log(`    CPU per request ${f.gatewayGet.cpuUsPerRequest} µs vs ${f.proxyGet.cpuUsPerRequest} µs (${(f.gatewayGet.cpuUsPerRequest / f.proxyGet.cpuUsPerRequest).toFixed(2)}x)`);
     console.log(`    ${added >= 0 ? '+' : ''}${added.toFixed(3)} ms p50 at 1 connection (goal <= +0.3 ms: ${mark(added <= 0.3)}; rounds ${perRound('gatewayGet', 'proxyGet', (t) => t.idle.p50, (x) => x.toFixed(3))}), ${(f.gatewayGet.loadedP50Ms - f.proxyGet.loadedP50Ms).toFixed(2)} ms under load`);
   }
   if (f.gatewayChecked && f.proxyPost) {
