@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { agentWithPolicy, startTestGateway, uniqueId } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
-import { lithicAsaRequest, lithicSecret, signLithic, signStripe, stripeAuthorizationEvent, stripeAuthorizationRequest, stripeTransactionEvent } from '../helpers/processor-events.js';
+import { lithicAsaRequest, lithicSecret, lithicTransactionEvent, signLithic, signStripe, stripeAuthorizationEvent, stripeAuthorizationRequest, stripeTransactionEvent } from '../helpers/processor-events.js';
 
 const STRIPE_SECRET = 'whsec_test_spendgate_primary';
 const STRIPE_OLD_SECRET = 'whsec_test_spendgate_rotated_out';
@@ -197,5 +197,20 @@ describe('Lithic Auth Stream Access', () => {
     await gw.knex('cards').insert({ processor: 'lithic', id: cardToken, agent_id: agentId, status: 'active', source: 'registered' });
     const res = await postLithic(lithicAsaRequest({ cardToken, amount: 10_001 }));
     assert.equal(res.body.result, 'VELOCITY_EXCEEDED');
+  });
+
+  test('when the authorization settles (card_transaction.updated, delivered twice), then the budget moves from held to spent', async () => {
+    const { agentId } = await agentWithPolicy(gw, dailyHundred);
+    const cardToken = crypto.randomUUID();
+    await gw.knex('cards').insert({ processor: 'lithic', id: cardToken, agent_id: agentId, status: 'active', source: 'registered' });
+    const asa = lithicAsaRequest({ cardToken, amount: 2500 });
+    assert.equal((await postLithic(asa)).body.result, 'APPROVED');
+    const settled = lithicTransactionEvent({
+      token: asa.token, cardToken, status: 'SETTLED', amount: 2300,
+      events: [{ type: 'AUTHORIZATION', amount: 2500 }, { type: 'CLEARING', amount: 2300 }],
+    });
+    assert.equal((await postLithic(settled)).status, 200);
+    assert.equal((await postLithic(settled)).status, 200);
+    assert.deepEqual(await daily(agentId), { reserved: 0, spent: 2300 });
   });
 });
