@@ -5,6 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, migrate } from '../src/db/database.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { benchAuthorizations } from './authorizations.js';
 import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
@@ -27,6 +28,7 @@ try {
 
   if (wanted('policy')) await policySection();
   if (wanted('mirror')) await mirrorSection();
+  if (wanted('authorizations')) await authorizationSection();
 } finally {
   await knex.destroy();
   await db?.stop();
@@ -61,6 +63,13 @@ async function mirrorSection() {
     const added = f.gatewayChecked.idle.p50 - f.proxyPost.idle.p50;
     console.log(`  checked POST vs the same POST through the minimal proxy: +${added.toFixed(3)} ms p50 at 1 connection (goal <= +2 ms: ${mark(added <= 2)}; rounds ${perRound('gatewayChecked', 'proxyPost', (t) => t.idle.p50, (x) => x.toFixed(2))}),`);
     console.log(`    ${(f.gatewayChecked.requestsPerSecond / f.proxyPost.requestsPerSecond).toFixed(2)}x throughput with ${m.connections} connections of one agent (every call reserves and settles under that agent's lock)`);
+  }
+}
+
+async function authorizationSection() {
+  console.log('\ncard authorizations: signed Stripe issuing_authorization.request events, each decided and reserved (gateway in its own process)');
+  for (const f of await benchAuthorizations(url)) {
+    console.log(`  ${f.name.padEnd(40)} ${f.perSecond.toLocaleString('en').padStart(6)} decisions/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.total} requests, ${f.approved} approved${f.failMode ? `, ${f.failMode} by FAIL MODE!` : ''})`);
   }
 }
 

@@ -169,6 +169,16 @@ describe('authorizations in the ledger', () => {
     assert.equal(rows[0].reason_code, 'processor_approved');
   });
 
+  test('when the merchant captures more than was authorized (a tip), then the budget counts the capture', async () => {
+    const agent = await agentWith(dailyHundred);
+    const authId = uniqueId('iauth');
+    await ledger.check(authorize(agent, authId, 5000));
+    await settle(agent, authEvent(agent, authId, 'pending', 5000, new Date()));
+    await settle(agent, txnEvent(agent, authId, 'capture', 5750));
+    await settle(agent, authEvent(agent, authId, 'closed', 5000, new Date()));
+    assert.deepEqual(await dailyUsed(agent.agentId), { reserved: 0, spent: 5750, count: 1 });
+  });
+
   test('when a capture is unlinked to any authorization, then it is still counted as spent', async () => {
     const agent = await agentWith(dailyHundred);
     await settle(agent, txnEvent(agent, null, 'capture', 900));
