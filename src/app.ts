@@ -118,7 +118,7 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   admin.use(violationRoutes(deps.knex));
   admin.use(transactionRoutes(deps.knex));
   admin.use(simulationRoutes(deps));
-  admin.use(freezeRoutes({ knex: deps.knex, processors: deps.cards?.processors ?? {}, kick: deps.cards?.kick ?? (() => undefined), waitMs: deps.cards?.waitMs ?? 5000 }));
+  admin.use(freezeRoutes({ knex: deps.knex, processors: deps.cards?.processors ?? {}, kick: deps.cards?.kick ?? (() => undefined), waitMs: deps.cards?.waitMs ?? 5000, forgetAgent: (id) => deps.lookups.forget?.(`agent:${id}`) }));
   admin.use(cardRoutes(deps.knex, deps.cards?.processors ?? {}));
   admin.use(securityEventRoutes(deps.knex));
   admin.use((req) => {

@@ -32,6 +32,8 @@ export interface FreezeDeps {
   kick: () => void;
   /** How long a freeze request waits for processor confirmations by default. */
   waitMs: number;
+  /** Drop this process's cached keys and policy of an agent (other processes hear the NOTIFY). */
+  forgetAgent: (agentId: string) => void;
 }
 
 export function freezeRoutes(deps: FreezeDeps): Router {
@@ -79,6 +81,7 @@ export function freezeRoutes(deps: FreezeDeps): Router {
     const body = parse(oneSchema, req.body, 'agent freeze');
     const agentId = parse(agentIdField, req.params.id, 'agent id');
     const job = await freezeAgent(knex, agentId, { reason: body.reason, requestedBy: who(req) });
+    deps.forgetAgent(agentId);
     req.log.warn({ job_id: job.jobId, agent_id: agentId, cards: job.total }, 'agent frozen: its keys are refused and its cards frozen locally');
     // Cards at the processor that name this agent but were never registered join the job.
     for (const adapter of Object.values(deps.processors)) {
@@ -93,6 +96,7 @@ export function freezeRoutes(deps: FreezeDeps): Router {
     parse(z.strictObject({}), req.body, 'agent unfreeze');
     const agentId = parse(agentIdField, req.params.id, 'agent id');
     const { frozenCards } = await unfreezeAgent(knex, agentId);
+    deps.forgetAgent(agentId);
     req.log.warn({ agent_id: agentId, frozen_cards: frozenCards }, 'agent unfrozen: its keys work again; its cards stay frozen');
     const agent = await knex('agents').where({ id: agentId }).first('id', 'status', 'frozen_at', 'frozen_reason');
     res.json({ agent: presentAgentState(agent), frozen_cards: frozenCards, message: frozenCards > 0 ? `${frozenCards} card(s) stay frozen: unfreeze them explicitly (POST /admin/v1/cards/unfreeze {"agent_id": "${agentId}"})` : 'no frozen cards' });

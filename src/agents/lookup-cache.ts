@@ -13,6 +13,11 @@ import type { Principal } from './keys.js';
 export interface Lookups {
   principal(presented: string): Promise<Principal | undefined>;
   agentPolicy(agentId: string): Promise<AgentPolicy>;
+  /**
+   * Drops this process's cached entries for a topic at once, without waiting for its own
+   * NOTIFY to come back (the kill switch: the answer must not race the notification).
+   */
+  forget?(topic: string): void;
 }
 
 const TTL_MS = 30_000;
@@ -31,7 +36,7 @@ export function uncachedLookups(knex: Knex): Lookups {
 export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
   const principals = new Map<string, Entry<{ principal: Principal; expiresAt: Date | null } | undefined>>();
   const policies = new Map<string, Entry<AgentPolicy>>();
-  invalidation.subscribe((topic) => {
+  const forget = (topic: string) => {
     if (topic.startsWith('key:')) {
       const keyId = topic.slice(4);
       for (const [hash, entry] of principals) if (entry.value?.principal.keyId === keyId) principals.delete(hash);
@@ -45,13 +50,15 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
       principals.clear();
       policies.clear();
     }
-  });
+  };
+  invalidation.subscribe(forget);
   const fresh = (entry: Entry<unknown> | undefined) => entry !== undefined && Date.now() - entry.at < TTL_MS && invalidation.healthy();
   const bound = <T>(map: Map<string, T>) => {
     if (map.size >= MAX_ENTRIES) map.clear();
   };
 
   return {
+    forget,
     async principal(presented) {
       const hash = createHash('sha256').update(presented).digest('hex');
       const cached = principals.get(hash);

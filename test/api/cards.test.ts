@@ -11,19 +11,24 @@ import type { FakeLithic } from '../helpers/fake-lithic.js';
 import { agentWithPolicy, startTestGateway, uniqueId } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { registeredStripeCards, STRIPE_KEY, statusUpdates, stripeCard } from '../helpers/cards.js';
+import { isolatedDatabase } from '../helpers/isolated-db.js';
 
+// A database of its own: other files' gateways run queue workers against other fakes.
+let db: { url: string; drop(): Promise<void> };
 let gw: TestGateway;
 let fake: FakeStripe;
 let lithic: FakeLithic;
 before(async () => {
+  db = await isolatedDatabase();
   fake = await startFakeStripe();
   lithic = await startFakeLithic();
-  gw = await startTestGateway({ STRIPE_SECRET_KEY: STRIPE_KEY, STRIPE_API_BASE: fake.url, LITHIC_API_KEY: 'lithic-test-key', LITHIC_API_BASE: lithic.url });
+  gw = await startTestGateway({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: STRIPE_KEY, STRIPE_API_BASE: fake.url, LITHIC_API_KEY: 'lithic-test-key', LITHIC_API_BASE: lithic.url });
 });
 after(async () => {
   await gw.stop();
   await fake.stop();
   await lithic.stop();
+  await db.drop();
 });
 
 const open = [{ rule_id: 'cap', rule_type: 'max_amount', parameters: { limit: 1000, currency: 'USD' } }];
