@@ -79,8 +79,16 @@ export function startCardWorker(knex: Knex, processors: Partial<Record<Processor
       again = true;
       return pumping;
     }
-    pumping = claimAndRun();
-    return pumping;
+    // Cleared in a callback, never inside claimAndRun: it may finish before this assignment.
+    const run = claimAndRun().finally(() => {
+      if (pumping === run) pumping = undefined;
+      if (again && !stopped) {
+        again = false;
+        void pump();
+      }
+    });
+    pumping = run;
+    return run;
   }
 
   async function claimAndRun(): Promise<void> {
@@ -107,12 +115,6 @@ export function startCardWorker(knex: Knex, processors: Partial<Record<Processor
       }
     } catch (error) {
       logger.warn({ err: error }, 'claiming card commands failed; retrying on the next poll');
-    } finally {
-      pumping = undefined;
-      if (again && !stopped) {
-        again = false;
-        void pump();
-      }
     }
   }
 
