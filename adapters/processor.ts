@@ -55,7 +55,7 @@ export interface CardSnapshot {
 /** A real-time request: approve or decline this much money now. */
 export interface AuthorizationRequest {
   processor: ProcessorName;
-  /** Event or message id as delivered (Stripe `evt_…`, Lithic token); for logs. */
+  /** Event or message id as delivered (Stripe `evt_…`, Lithic `webhook-id`); for logs. */
   eventId: string;
   /** Stable across incremental requests and later events (Stripe `iauth_…`, Lithic token). */
   authorizationId: string;

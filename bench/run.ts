@@ -5,6 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, migrate } from '../src/db/database.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { benchAuthorizations } from './authorizations.js';
 import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
 import { benchLedger } from './ledger.js';
@@ -26,6 +27,7 @@ try {
 
   if (wanted('policy')) await policySection();
   if (wanted('mirror')) await mirrorSection();
+  if (wanted('authorizations')) await authorizationSection();
 } finally {
   await knex.destroy();
   await db?.stop();
@@ -45,6 +47,13 @@ async function mirrorSection() {
   const checked = by('POST /v1/payment_intents');
   if (floor && gateway) console.log(`  passthrough vs minimal proxy: ${(gateway.requestsPerSecond / floor.requestsPerSecond).toFixed(2)}x throughput, ${(gateway.p50Ms - floor.p50Ms).toFixed(2)} ms added p50`);
   if (passPost && checked) console.log(`  checked money-moving POST vs passthrough POST: ${(checked.p50Ms - passPost.p50Ms).toFixed(2)} ms added p50`);
+}
+
+async function authorizationSection() {
+  console.log('\ncard authorizations: signed Stripe issuing_authorization.request events, each decided and reserved (gateway in its own process)');
+  for (const f of await benchAuthorizations(url)) {
+    console.log(`  ${f.name.padEnd(40)} ${f.perSecond.toLocaleString('en').padStart(6)} decisions/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.total} requests, ${f.approved} approved${f.failMode ? `, ${f.failMode} by FAIL MODE!` : ''})`);
+  }
 }
 
 async function policySection() {

@@ -59,6 +59,8 @@ export async function up(knex: Knex): Promise<void> {
     t.primary(['processor', 'id']);
     t.index(['processor', 'authorization_id']);
   });
+  // A capture names its authorization, not its agent: find the agent by the reservation's reference.
+  await knex.raw('CREATE INDEX decisions_by_reference ON decisions (reference) WHERE reference IS NOT NULL');
   await knex.schema.createTable('approvals', (t) => {
     t.text('id').primary();
     t.text('agent_id').notNullable();
@@ -77,6 +79,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw('DROP INDEX IF EXISTS decisions_by_reference');
   for (const table of ['approvals', 'card_transactions', 'card_authorizations', 'cards']) await knex.schema.dropTableIfExists(table);
   await knex.schema.alterTable('agents', (t) => {
     t.dropColumn('frozen_at');

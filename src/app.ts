@@ -16,6 +16,8 @@ import { simulationRoutes } from './admin/simulations.js';
 import { transactionRoutes } from './admin/transactions.js';
 import { violationRoutes } from './admin/violations.js';
 import { checkRoutes } from './checks/routes.js';
+import { parseFailMode } from './webhooks/fail-mode.js';
+import { createWebhookHandler, isWebhookPath } from './webhooks/routes.js';
 import type { Lookups } from './agents/lookup-cache.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
 import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
@@ -58,7 +60,7 @@ function base(deps: AppDeps): Express {
   return app;
 }
 
-/** The agent port: the check API, health and metrics (the Stripe mirror and webhooks join later). */
+/** The agent port: the check API, processor webhooks, health and metrics (withMirror adds the Stripe mirror). */
 export function createAgentApp(deps: AppDeps): Express {
   const app = base(deps);
   mountAgent(app, deps);
@@ -131,11 +133,21 @@ function mountAdmin(app: Express, deps: AppDeps): void {
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
- * The agent port's request listener: Stripe paths go to the mirror, a plain node handler (no
- * express, helmet or per-request logger on the passthrough path); everything else to express.
+ * The agent port's request listener: Stripe paths go to the mirror and processor webhooks to their
+ * handler, both plain node handlers (no express, helmet or per-request logger on those paths);
+ * everything else to express.
  */
 export function withMirror(deps: AppDeps, app: Express): Listener {
-  if (!deps.mirror) return app;
-  const mirror = createMirrorHandler({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }, deps.logger);
-  return (req, res) => (isMirrorPath(req.url ?? '/') ? mirror(req, res) : app(req, res));
+  const mirror = deps.mirror ? createMirrorHandler({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }, deps.logger) : undefined;
+  const webhooks = createWebhookHandler({
+    knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, logger: deps.logger, processors: deps.processors ?? {},
+    deadlineMs: deps.authorization?.deadlineMs ?? 1500, failMode: parseFailMode(deps.authorization?.failMode ?? 'decline'),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (mirror && isMirrorPath(url)) return mirror(req, res);
+    if (isWebhookPath(url)) return webhooks(req, res);
+    return app(req, res);
+  };
 }

@@ -13,11 +13,18 @@ import type { Principal } from './keys.js';
 export interface Lookups {
   principal(presented: string): Promise<Principal | undefined>;
   agentPolicy(agentId: string): Promise<AgentPolicy>;
+  /** The agent a registry card belongs to (undefined: not registered). Invalidated by `card:<processor>:<id>`. */
+  registeredCard(processor: string, cardId: string): Promise<string | undefined>;
   /**
    * Drops this process's cached entries for a topic at once, without waiting for its own
    * NOTIFY to come back (the kill switch: the answer must not race the notification).
    */
   forget?(topic: string): void;
+}
+
+async function registeredCard(knex: Knex, processor: string, cardId: string): Promise<string | undefined> {
+  const row = await knex('cards').where({ processor, id: cardId }).first('agent_id');
+  return row?.agent_id as string | undefined;
 }
 
 const TTL_MS = 30_000;
@@ -30,13 +37,18 @@ interface Entry<T> {
 
 /** Straight to the database: for tests and for processes without an invalidation channel. */
 export function uncachedLookups(knex: Knex): Lookups {
-  return { principal: (key) => authenticateKey(knex, key), agentPolicy: (id) => agentPolicy(knex, id) };
+  return { principal: (key) => authenticateKey(knex, key), agentPolicy: (id) => agentPolicy(knex, id), registeredCard: (p, id) => registeredCard(knex, p, id) };
 }
 
 export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
   const principals = new Map<string, Entry<{ principal: Principal; expiresAt: Date | null } | undefined>>();
   const policies = new Map<string, Entry<AgentPolicy>>();
+  const cards = new Map<string, Entry<string | undefined>>();
   const forget = (topic: string) => {
+    if (topic.startsWith('card:')) {
+      cards.delete(topic.slice(5));
+      return;
+    }
     if (topic.startsWith('key:')) {
       const keyId = topic.slice(4);
       for (const [hash, entry] of principals) if (entry.value?.principal.keyId === keyId) principals.delete(hash);
@@ -49,6 +61,7 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
     } else {
       principals.clear();
       policies.clear();
+      cards.clear();
     }
   };
   invalidation.subscribe(forget);
@@ -81,6 +94,17 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
       const value = await agentPolicy(knex, agentId);
       bound(policies);
       policies.set(agentId, { value, at: Date.now() });
+      return value;
+    },
+    // Unregistered cards are cached too (most Stripe cards carry their agent in metadata): a
+    // registration publishes `card:…` and every process forgets the miss.
+    async registeredCard(processor, cardId) {
+      const key = `${processor}:${cardId}`;
+      const cached = cards.get(key);
+      if (fresh(cached) && cached) return cached.value;
+      const value = await registeredCard(knex, processor, cardId);
+      bound(cards);
+      cards.set(key, { value, at: Date.now() });
       return value;
     },
   };

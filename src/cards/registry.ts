@@ -3,6 +3,7 @@
 // Cards arrive through the mirror, by registration, or by discovery at the processor.
 import type { Knex } from 'knex';
 import type { CardStatus, ProcessorName } from '../../adapters/processor.js';
+import { publishInvalidation } from '../db/invalidation.js';
 import { AppError } from '../errors.js';
 import { enqueueForCards } from './queue.js';
 
@@ -68,6 +69,8 @@ export async function registerCard(knex: Knex, card: NewCard): Promise<{ card: C
       .ignore()
       .returning('*');
     if (inserted) {
+      // Processes that cached "not registered" for this card forget it when this commits.
+      await publishInvalidation(trx, `card:${card.processor}:${card.id}`);
       if (inserted.status === 'frozen') await enqueueForCards(trx, 'freeze', card.freezeJobId ?? null, [{ processor: card.processor, id: card.id }]);
       return { card: inserted as CardRow, created: true };
     }

@@ -35,13 +35,15 @@ export async function startEmbeddedPostgres(
   dataDir: string,
   log: { info(msg: string): void; warn(msg: string): void },
   database = 'spendgate',
+  /** A fixed port (a restart that clients must find again); default any free one. */
+  fixedPort?: number,
 ): Promise<EmbeddedDatabase> {
   const root = path.resolve(dataDir);
   const clusterDir = path.join(root, 'postgres');
   await mkdir(root, { recursive: true, mode: 0o700 });
   await chmod(root, 0o711); // the postgres user must reach its own directory inside
   const password = await clusterPassword(root);
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const cluster = new EmbeddedPostgres({
     databaseDir: clusterDir,

@@ -5,6 +5,7 @@ export interface Metrics {
   registry: Registry;
   decisions: Counter<'decision' | 'reason' | 'source'>;
   decisionSeconds: Histogram<'source'>;
+  webhookRejections: Counter<'processor'>;
 }
 
 export function createMetrics(): Metrics {
@@ -23,6 +24,12 @@ export function createMetrics(): Metrics {
       help: 'Time from receiving a request to its recorded decision',
       labelNames: ['source'],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers: [registry],
+    }),
+    webhookRejections: new Counter({
+      name: 'spendgate_webhook_signature_failures_total',
+      help: 'Webhooks refused because their signature did not verify',
+      labelNames: ['processor'],
       registers: [registry],
     }),
   };

@@ -9,10 +9,14 @@ import { isDatabaseUnavailable } from '../errors.js';
 import { newId } from '../ids.js';
 import { decide } from '../policy/decide.js';
 import type { Decision } from '../policy/decide.js';
+import { blockedBy } from './guards.js';
+import type { Guards } from './guards.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
 import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
-import { inTransaction, loadReservations, loadStates, recordBatch } from './store.js';
+import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
+import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
+import { inTransaction, loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
 import type { ReservationStatus } from './state.js';
@@ -34,6 +38,16 @@ export interface CheckInput {
   startedAt?: number;
   /** Where the decision came from: 'check' (default), 'stripe' (the mirror), … */
   source?: string;
+  /** The processor object this reservation is for (an authorization id), stored with it. */
+  reference?: string;
+  /** A card authorization: a card frozen in the registry is declined inside the transaction. */
+  card?: { processor: string; id: string };
+  /** performance.now() after which the request must not start: its answer has already left. */
+  deadline?: number;
+  /** An escalation opens an approval request in the same transaction. */
+  openApproval?: Record<string, unknown>;
+  /** If an amount limit blocks, approve the largest smaller amount the policy allows. */
+  allowPartial?: boolean;
 }
 
 export interface CheckResult {
@@ -43,6 +57,17 @@ export interface CheckResult {
   latencyMs: number;
   replayed: boolean;
   reserved: boolean;
+  /** Where the reservation stands now (a replay may find it settled or released). */
+  status: ReservationStatus | null;
+  /** Set when less than asked was approved (allowPartial). */
+  partialAmount?: number;
+}
+
+/** The request's answer deadline passed before it could start: nothing was recorded. */
+export class DeadlineExceeded extends Error {
+  constructor() {
+    super('the answer deadline passed before the decision could start');
+  }
 }
 
 export class IdempotencyConflict extends Error {
@@ -71,11 +96,21 @@ interface SettleJob {
   reject(error: unknown): void;
 }
 
-type Job = CheckJob | SettleJob;
+interface AuthorizationJob {
+  kind: 'authorization';
+  agentId: string;
+  input: AuthorizationSettlementInput;
+  resolve(result: AuthorizationSettlement): void;
+  reject(error: unknown): void;
+}
+
+type Job = CheckJob | SettleJob | AuthorizationJob;
 
 export interface Ledger {
   check(input: CheckInput): Promise<CheckResult>;
   settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, options?: { amount?: number; reference?: string }): Promise<ReservationStatus>;
+  /** What a processor says about a card authorization: its reservations follow the truth. */
+  settleAuthorization(input: AuthorizationSettlementInput): Promise<AuthorizationSettlement>;
 }
 
 export interface LedgerOptions {
@@ -126,7 +161,12 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const batch: Job[] = [];
     const rest: Job[] = [];
     const taken = new Set<string>();
+    const now = performance.now();
     for (const job of pending) {
+      if (job.kind === 'check' && job.input.deadline !== undefined && now > job.input.deadline) {
+        job.reject(new DeadlineExceeded());
+        continue;
+      }
       const agent = job.agentId;
       if (batch.length < maxBatch && (taken.has(agent) || !busy.has(agent))) {
         taken.add(agent);
@@ -147,10 +187,18 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   async function runBatch(batch: Job[]): Promise<void> {
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
     const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
+    const syncs = batch.filter((j): j is AuthorizationJob => j.kind === 'authorization');
     const agents = [...new Set(batch.map((j) => j.agentId))];
     const outcomes = await inTransaction(knex, agents, async (trx) => {
       const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
       const specs: { agentId: string; spec: UsageSpec }[] = [];
+      const authorizations = new Map<AuthorizationJob, LoadedAuthorization>();
+      for (const job of syncs) authorizations.set(job, await loadAuthorizations(trx, job.agentId, job.input));
+      // Counters the settled money falls in must exist (e.g. a spend recorded before any request).
+      for (const [job, loaded] of authorizations) {
+        for (const at of loaded.times) for (const spec of usageSpecs(job.input.policy, settledAction(job.input), new Date(at), job.input.timezone)) specs.push({ agentId: job.agentId, spec });
+      }
+      const guards = await loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : [])));
       const lookbacks = new Map<string, Date>();
       for (const { input } of checks) {
         for (const spec of usageSpecs(input.policy, input.action, input.now, input.timezone)) specs.push({ agentId: input.agentId, spec });
@@ -161,16 +209,22 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
           if (!known || since < known) lookbacks.set(input.agentId, since);
         }
       }
-      const times = [...checks.map((j) => j.input.now.getTime()), ...[...reservations.values()].map((r) => r.createdAt.getTime())];
+      const times = [
+        ...checks.map((j) => j.input.now.getTime()),
+        ...[...reservations.values()].map((r) => r.createdAt.getTime()),
+        ...[...authorizations.values()].flatMap((a) => a.times),
+      ];
       const keys = checks.filter((j) => !j.input.simulate).map((j) => [j.agentId, j.input.idempotencyKey] as [string, string]);
       const { states, previous } = await loadStates(trx, agents, specs, [new Date(Math.min(...times)), new Date(Math.max(...times))], keys, lookbacks);
       const rows: CheckRow[] = [];
       const updates: ReservationUpdate[] = [];
       const decided = new Map<string, CheckRow>();
       const stateOf = (agentId: string) => states.get(agentId) ?? new AgentState(agentId);
-      const results = batch.map((job): CheckResult | ReservationStatus | Error =>
-        job.kind === 'settle' ? settleInBatch(job, reservations, stateOf(job.agentId), updates) : decideInBatch(job, stateOf(job.agentId), previous, decided, rows),
-      );
+      const results = batch.map((job): CheckResult | ReservationStatus | AuthorizationSettlement | Error => {
+        if (job.kind === 'settle') return settleInBatch(job, reservations, stateOf(job.agentId), updates);
+        if (job.kind === 'authorization') return applyAuthorization(job.input, authorizations.get(job) as LoadedAuthorization, stateOf(job.agentId), updates, rows);
+        return decideInBatch(job, stateOf(job.agentId), previous, decided, rows, guards);
+      });
       await recordBatch(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), updates);
       return results;
     });
@@ -178,30 +232,46 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const outcome = outcomes[i];
       if (outcome instanceof Error || outcome === undefined) job.reject(outcome ?? new Error('no outcome'));
       else if (job.kind === 'check') job.resolve(outcome as CheckResult);
-      else job.resolve(outcome as ReservationStatus);
+      else if (job.kind === 'settle') job.resolve(outcome as ReservationStatus);
+      else job.resolve(outcome as AuthorizationSettlement);
     });
   }
 
-  function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[]): CheckResult | Error {
+  function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {
     const { input } = job;
     const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
     const before = input.simulate ? undefined : (previous.get(idemKey) ?? decided.get(idemKey));
     if (before) {
       if (before.requestHash !== input.requestHash) return new IdempotencyConflict(input.idempotencyKey);
-      return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow' };
+      const status = before.status ?? (before.decision.decision === 'allow' ? 'reserved' : null);
+      return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow', status, ...(before.partialAmount !== undefined ? { partialAmount: before.partialAmount } : {}) };
     }
-    const decision = decide(input.policy, input.action, { now: input.now, timezone: input.timezone, usage: state.usage(), recent: state.recent });
+    const context = { now: input.now, timezone: input.timezone, usage: state.usage(), recent: state.recent };
+    let decision = blockedBy(guards, input) ?? decide(input.policy, input.action, context);
+    let amount = input.action.amount;
+    if (decision.decision === 'block' && input.allowPartial && PARTIAL_REASONS.has(decision.reasonCode ?? '')) {
+      const partial = largestAllowed(input, context);
+      if (partial) ({ decision, amount } = partial);
+    }
     const latencyMs = Math.max(0, Math.round(performance.now() - job.startedAt));
-    const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false };
+    const reserved = decision.decision === 'allow';
+    const result: CheckResult = { checkId: newId('chk'), decision, createdAt: input.now, latencyMs, replayed: false, reserved: false, status: null, ...(amount !== input.action.amount ? { partialAmount: amount } : {}) };
     if (input.simulate) return result;
-    const row: CheckRow = { ...result, agentId: input.agentId, action: input.action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved: decision.decision === 'allow', source: input.source ?? 'check' };
+    const action = { ...input.action, amount };
+    const { status: _unset, ...fields } = result;
+    const row: CheckRow = {
+      ...fields, agentId: input.agentId, action, metadata: input.metadata, idempotencyKey: input.idempotencyKey, requestHash: input.requestHash, reserved,
+      source: input.source ?? 'check', reference: input.reference ?? null, requestedAmount: input.action.amount,
+      ...(decision.decision === 'escalate' && input.openApproval ? { approval: input.openApproval } : {}),
+    };
     rows.push(row);
     decided.set(idemKey, row);
-    if (decision.decision === 'allow') {
-      const facts: ReservationFacts = { actionType: input.action.actionType, amount: input.action.amount, currency: input.action.currency, counterparty: input.action.counterparty ?? '', occurredAt: input.now };
+    if (reserved) {
+      const facts: ReservationFacts = { actionType: action.actionType, amount, currency: action.currency, counterparty: action.counterparty ?? '', occurredAt: input.now };
       state.apply(facts, contribution('reserved', facts.amount));
       state.recent.unshift(facts);
       result.reserved = true;
+      result.status = 'reserved';
     }
     return result;
   }
@@ -236,5 +306,33 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     });
   }
 
-  return { check, settle };
+  function settleAuthorization(input: AuthorizationSettlementInput): Promise<AuthorizationSettlement> {
+    return new Promise((resolve, reject) => {
+      pending.push({ kind: 'authorization', agentId: input.agentId, input, resolve, reject });
+      pump();
+    });
+  }
+
+  return { check, settle, settleAuthorization };
+}
+
+/** Rules an amount caps: a smaller amount may pass them. Others (a blocked merchant) never will. */
+const PARTIAL_REASONS = new Set(['max_amount', 'velocity_limit', 'counterparty_limit']);
+
+/** The largest amount below the asked one that the policy allows now (decide() is monotone in it). */
+function largestAllowed(input: CheckInput, context: Parameters<typeof decide>[2]): { decision: Decision; amount: number } | undefined {
+  let low = 0;
+  let high = input.action.amount;
+  let best: { decision: Decision; amount: number } | undefined;
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    const decision = decide(input.policy, { ...input.action, amount: mid }, context);
+    if (decision.decision === 'allow') {
+      low = mid;
+      best = { decision, amount: mid };
+    } else {
+      high = mid;
+    }
+  }
+  return best;
 }

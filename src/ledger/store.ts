@@ -9,6 +9,7 @@ import type { Decision } from '../policy/decide.js';
 import type { Action } from '../policy/model.js';
 import { usageKey } from '../policy/usage.js';
 import type { UsageSpec } from '../policy/usage.js';
+import type { Guards } from './guards.js';
 import { AgentState } from './state.js';
 import type { Counter, ReservationStatus } from './state.js';
 
@@ -77,10 +78,20 @@ export interface CheckRow {
   latencyMs: number;
   /** An allowed decision reserves its amount. */
   reserved: boolean;
+  /** Stored instead of 'reserved' (a processor-reported spend is recorded as committed). */
+  status?: ReservationStatus;
   source: string;
+  reference: string | null;
+  /** What was asked, when less was approved (partial approval). */
+  requestedAmount?: number;
+  partialAmount?: number;
+  /** An escalation's approval request, opened in the same transaction. */
+  approval?: Record<string, unknown>;
 }
 
-export type PreviousCheck = Pick<CheckRow, 'checkId' | 'decision' | 'createdAt' | 'latencyMs' | 'requestHash' | 'idempotencyKey'>;
+export type PreviousCheck = Pick<CheckRow, 'checkId' | 'decision' | 'createdAt' | 'latencyMs' | 'requestHash' | 'idempotencyKey' | 'partialAmount'> & {
+  status: ReservationStatus | null;
+};
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function counterFromRow(c: any) {
@@ -150,6 +161,19 @@ async function summarize(tx: Tx, agentId: string, spec: UsageSpec) {
   return { reserved: Number(row?.reserved ?? 0), spent: Number(row?.spent ?? 0), count: Number(row?.count ?? 0) };
 }
 
+/** Frozen agents and registry cards among those a batch touches (one round trip). */
+export async function loadGuards(tx: Tx, agentIds: string[], cards: { processor: string; id: string }[]): Promise<Guards> {
+  const guards: Guards = { agents: new Map(), cards: new Map() };
+  const { rows } = await prepared(tx, 'guards',
+    `select 'agent' as kind, id as key, status from agents where id = any($1::text[]) and status <> 'active'
+     union all
+     select 'card', c.processor || ':' || c.id, c.status from cards c join unnest($2::text[], $3::text[]) as k(processor, id) using (processor, id) where c.status <> 'active'`,
+    [agentIds, cards.map((c) => c.processor), cards.map((c) => c.id)],
+  );
+  for (const r of rows) (r.kind === 'agent' ? guards.agents : guards.cards).set(r.key, r.status);
+  return guards;
+}
+
 export interface StoredReservation {
   id: string;
   status: ReservationStatus;
@@ -204,15 +228,16 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
     `with decided as (
        insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
-         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source)
+         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source, reference)
        select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
          violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-         created_at, case when reserved then 'reserved' end, case when reserved then amount end, created_at, source
+         created_at, coalesce(status, case when reserved then 'reserved' end), case when reserved then amount end, created_at, source, reference
        from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
-         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[])
+         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[],
+         $33::text[], $34::text[])
          as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
            violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-           created_at, reserved, source)
+           created_at, reserved, source, status, reference)
        returning 1),
      counted as (
        insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
@@ -224,14 +249,22 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
     [
       col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
       col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
-      col((c) => JSON.stringify(c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
+      col((c) => JSON.stringify(c.requestedAmount !== undefined && c.requestedAmount !== c.action.amount ? { ...c.metadata, requested_amount: c.requestedAmount } : c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
       col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
       col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
       col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
       cnt((c) => c.agentId), cnt((c) => c.window), cnt((c) => c.start), cnt((c) => c.end), cnt((c) => c.currency),
       cnt((c) => c.actionFilter), cnt((c) => c.counterparty), cnt((c) => c.reserved), cnt((c) => c.spent), cnt((c) => c.count),
+      col((c) => c.status ?? null), col((c) => c.reference),
     ],
   );
+  const approvals = checks.filter((c) => c.approval && c.decision.decision === 'escalate');
+  if (approvals.length > 0) {
+    await tx.knex('approvals').connection(tx.connection).insert(approvals.map((c) => ({
+      id: `apr_${c.checkId.slice(4)}`, agent_id: c.agentId, check_id: c.checkId, source: c.source, action_type: c.action.actionType,
+      amount: c.action.amount, currency: c.action.currency, counterparty: c.action.counterparty ?? null, details: JSON.stringify(c.approval), created_at: c.createdAt,
+    })));
+  }
   const violations = checks.filter((c) => c.decision.decision !== 'allow');
   if (violations.length > 0) await tx.knex('violations').connection(tx.connection).insert(violations.map(violationToRow));
 }
@@ -254,6 +287,8 @@ function checkFromRow(row: any): PreviousCheck {
     requestHash: row.request_hash,
     createdAt: row.created_at,
     latencyMs: row.latency_ms,
+    status: row.status,
+    ...(row.metadata?.requested_amount !== undefined ? { partialAmount: Number(row.amount) } : {}),
     decision: {
       decision: row.decision, reasonCode: row.reason_code, violatedRuleId: row.violated_rule_id,
       violatedRuleDescription: row.violated_rule_description, message: row.message, policyId: row.policy_id,

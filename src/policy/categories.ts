@@ -501,6 +501,18 @@ export function resolveCategories(names: readonly string[]): { resolved: Resolve
   return { resolved: { mccs, stripeCategories }, unknown };
 }
 
+const mccsByCategory = new Map<string, ReadonlySet<string>>();
+
+/** The MCCs one category name or group covers, memoized (decide() asks on every card authorization). */
+export function mccsOfCategory(name: string): ReadonlySet<string> {
+  let found = mccsByCategory.get(name);
+  if (!found) {
+    found = resolveCategories([name]).resolved.mccs;
+    if (mccsByCategory.size < 10_000) mccsByCategory.set(name, found);
+  }
+  return found;
+}
+
 /** The Stripe category name for an MCC, if any. */
 export function stripeCategoryForMcc(mcc: string): string | undefined {
   const code = normalizeMcc(mcc);

@@ -95,7 +95,7 @@ export function compilePolicy(input: unknown, version: number): CompiledPolicy {
   });
 
   if (issues.length > 0) throw new PolicyError(issues);
-  return { policyId: document.policy_id, version, rules };
+  return { policyId: document.policy_id, version, rules, ...(document.partial_approval ? { partialApproval: true } : {}) };
 }
 
 /** The only currency the document's rules name, if exactly one; rules without one inherit it. */

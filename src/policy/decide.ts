@@ -3,7 +3,7 @@
 // first rule in policy order is the one reported.
 import { formatMoney, isCurrency } from '../money.js';
 import type { Money } from '../money.js';
-import { normalizeMcc, resolveCategories } from './categories.js';
+import { mccsOfCategory, normalizeMcc } from './categories.js';
 import { normalizeMerchant } from './compile.js';
 import type { Action, CategorySet, CompiledPolicy, CompiledRule, Window } from './model.js';
 import { usageKey, usageSpecFor } from './usage.js';
@@ -275,7 +275,7 @@ function actionMccs(action: Action): Set<string> {
   const mcc = normalizeMcc(action.merchant?.mcc);
   if (mcc) mccs.add(mcc);
   const category = action.merchant?.category;
-  if (category) for (const code of resolveCategories([category]).resolved.mccs) mccs.add(code);
+  if (category) for (const code of mccsOfCategory(category)) mccs.add(code);
   return mccs;
 }
 

@@ -102,6 +102,8 @@ export const policyDocumentSchema = z.strictObject({
   description: z.string().max(2000).optional(),
   /** Currency of rules that name none; defaults to the one currency the rules name. */
   default_currency: currency.optional(),
+  /** Card authorizations over a limit may be approved for what is left, where the merchant allows it. */
+  partial_approval: z.boolean().optional(),
   rules: z.array(ruleSchema).max(500),
 });
 export type PolicyDocument = z.input<typeof policyDocumentSchema>;
@@ -142,6 +144,7 @@ export type CompiledRule = RuleBase &
 export interface CompiledPolicy {
   policyId: string;
   version: number;
+  partialApproval?: boolean;
   rules: readonly CompiledRule[];
 }
 

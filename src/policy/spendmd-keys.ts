@@ -40,7 +40,7 @@ const RULE_KEYS = [
   'spend.per_transaction', 'spend.daily_limit', 'spend.weekly_limit', 'spend.monthly_limit',
   'spend.allowlist', 'spend.allowed_categories', 'spend.blocked_categories', 'spend.blocklist',
   'spend.geographic_restrictions', 'spend.blocked_countries', 'spend.allowed_currencies',
-  'approval.auto_approve_under', 'approval.require_confirmation_over',
+  'approval.auto_approve_under', 'approval.require_confirmation_over', 'spend.partial_approval',
 ];
 const IDENTITY_KEYS = ['agent_name', 'owner', 'timezone', 'policy_id'];
 
@@ -162,7 +162,9 @@ export function compileEntries(entries: Map<string, Entry>, fail: Fail): SpendMd
   }
 
   if (failed || id === undefined || owner === undefined) return undefined;
-  const document: PolicyDocument = { policy_id: policyId ?? id, name: `SPEND.md of ${id}`, rules };
+  const partial = get('spend.partial_approval');
+  if (partial && typeof partial.value !== 'boolean') problem(partial.line, 'spend.partial_approval', 'must be true or false');
+  const document: PolicyDocument = { policy_id: policyId ?? id, name: `SPEND.md of ${id}`, rules, ...(partial?.value === true ? { partial_approval: true } : {}) };
   return { agent: { id, owner, ...(timezone ? { timezone } : {}) }, document, unenforced, inactive, origins };
 }
 

@@ -1,0 +1,153 @@
+// Real-time card authorizations: signed Stripe `issuing_authorization.request` events posted to a
+// gateway process (its own process, durable commits), every one a new authorization that is
+// decided and reserved. Closed loop at 32 in flight over 64 cards (64 agents) and on one hot card;
+// then an open loop at a fixed 500 requests/s for the latency goal.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { freePort } from '../src/db/embedded.js';
+import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const ADMIN = 'bench-authorizations-admin-00';
+const SECRET = 'whsec_bench_authorizations';
+
+export interface AuthorizationFigures {
+  name: string;
+  total: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  approved: number;
+  failMode: number;
+}
+
+interface Gateway {
+  child: ChildProcess;
+  port: number;
+  adminPort: number;
+}
+
+async function startGatewayProcess(databaseUrl: string): Promise<Gateway> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(here, '..', 'src', 'main.ts')], {
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return { child, port, adminPort };
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('gateway did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function post(agent: http.Agent, port: number, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
+      let data = '';
+      res.on('data', (c) => (data += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function createAgents(gw: Gateway, agent: http.Agent, count: number, tag: string): Promise<string[]> {
+  const admin = { authorization: `Bearer ${ADMIN}` };
+  await post(agent, gw.adminPort, '/admin/v1/policies', admin, JSON.stringify({ policy_id: tag, rules: [
+    { rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 500, currency: 'USD' } },
+    { rule_id: 'day', rule_type: 'velocity_limit', parameters: { limit: 100_000_000, currency: 'USD', window: 'daily' } },
+    { rule_id: 'no-gambling', rule_type: 'category_blocklist', parameters: { categories: ['gambling'] } },
+  ] }));
+  const ids = Array.from({ length: count }, (_, i) => `${tag}-${i}`);
+  for (const id of ids) await post(agent, gw.adminPort, '/admin/v1/agents', admin, JSON.stringify({ id, owner: 'bench@example.com', policy_id: tag }));
+  return ids;
+}
+
+/** Signed, distinct requests made before the clock starts (signing is the processor's cost, not ours). */
+function signedRequests(agentIds: string[], count: number): { body: string; signature: string }[] {
+  return Array.from({ length: count }, (_, i) => {
+    const agentId = agentIds[i % agentIds.length] as string;
+    const body = JSON.stringify(stripeAuthorizationRequest({ agentId, cardId: `ic_bench_${agentId}`, amount: 100 }));
+    return { body, signature: signStripe(body, SECRET) };
+  });
+}
+
+function summarize(name: string, latencies: number[], seconds: number, answers: string[]): AuthorizationFigures {
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2));
+  return {
+    name, total: latencies.length, perSecond: Math.round(latencies.length / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99),
+    approved: answers.filter((a) => a.includes('"approved":true')).length, failMode: answers.filter((a) => a.includes('fail_mode')).length,
+  };
+}
+
+async function closedLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], concurrency: number): Promise<AuthorizationFigures> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  const answers: string[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    for (let i = next++; i < requests.length; i = next++) {
+      const { body, signature } = requests[i] as { body: string; signature: string };
+      const t0 = performance.now();
+      const res = await post(agent, gw.port, '/webhooks/stripe', { 'stripe-signature': signature }, body);
+      latencies.push(performance.now() - t0);
+      answers.push(res.body);
+    }
+  }));
+  agent.destroy();
+  return summarize(name, latencies, (performance.now() - started) / 1000, answers);
+}
+
+async function openLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], perSecond: number): Promise<AuthorizationFigures> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const latencies: number[] = [];
+  const answers: string[] = [];
+  const started = performance.now();
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < requests.length; i++) {
+    const due = started + (i * 1000) / perSecond;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const { body, signature } = requests[i] as { body: string; signature: string };
+    const t0 = performance.now();
+    inFlight.push(post(agent, gw.port, '/webhooks/stripe', { 'stripe-signature': signature }, body).then((res) => {
+      latencies.push(performance.now() - t0);
+      answers.push(res.body);
+    }));
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
+  return summarize(name, latencies, (performance.now() - started) / 1000, answers);
+}
+
+export async function benchAuthorizations(databaseUrl: string): Promise<AuthorizationFigures[]> {
+  const gw = await startGatewayProcess(databaseUrl);
+  const setup = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  try {
+    const tag = `bench-auth-${Date.now()}`;
+    const many = await createAgents(gw, setup, 64, `${tag}-many`);
+    const [hot] = await createAgents(gw, setup, 1, `${tag}-hot`);
+    const total = Number(process.env.BENCH_AUTHORIZATIONS ?? 20_000);
+    await closedLoop(gw, 'warm-up', signedRequests(many, 2000), 32);
+    const figures: AuthorizationFigures[] = [];
+    figures.push(await closedLoop(gw, '32 in flight over 64 cards (64 agents)', signedRequests(many, total), 32));
+    figures.push(await closedLoop(gw, '32 in flight on one hot card', signedRequests([hot as string], total), 32));
+    figures.push(await openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500));
+    return figures;
+  } finally {
+    setup.destroy();
+    gw.child.kill('SIGTERM');
+    await new Promise((r) => gw.child.once('exit', r));
+  }
+}
