@@ -11,12 +11,14 @@ import { isolatedDatabase } from '../helpers/isolated-db.js';
 import { registeredStripeCards, STRIPE_KEY, statusUpdates, until } from '../helpers/cards.js';
 import { connect } from '../../src/db/database.js';
 import type { Knex } from 'knex';
+import { signStripe, stripeAuthorizationRequest } from '../helpers/stripe-events.js';
 
 let gw: TestGateway;
 let fake: FakeStripe;
 let db: { url: string; drop(): Promise<void> };
 let knex: Knex;
-const env = () => ({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: STRIPE_KEY, STRIPE_API_BASE: fake.url, FREEZE_RETRY_BASE_MS: '50', FREEZE_RETRY_MAX_MS: '200' });
+const WEBHOOK_SECRET = 'whsec_freezequeue';
+const env = () => ({ STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, DATABASE_URL: db.url, STRIPE_SECRET_KEY: STRIPE_KEY, STRIPE_API_BASE: fake.url, FREEZE_RETRY_BASE_MS: '50', FREEZE_RETRY_MAX_MS: '200' });
 before(async () => {
   db = await isolatedDatabase();
   fake = await startFakeStripe();
@@ -100,4 +102,21 @@ test('when Stripe refuses a card for good, then its outcome is failed and the ca
   assert.equal(res.body.cards[0].outcome, 'failed');
   assert.match(res.body.cards[0].reason, /cannot be updated/);
   assert.deepEqual(await cardStatuses([cardId]), ['frozen']);
+});
+
+test('when the processor freeze keeps failing, then an authorization on the card is already declined and the queue keeps retrying', async () => {
+  const { agentId } = await agentWithPolicy(gw, open);
+  const [cardId] = (await registeredStripeCards(gw, fake, agentId, 1)) as [string];
+  fake.on('POST', `/v1/issuing/cards/${cardId}`, { ...serverError, times: 1000 });
+  const res = await gw.admin('POST', `/cards/${cardId}/freeze`, { wait_ms: 0 });
+  assert.equal(res.body.cards[0].status, 'frozen');
+  const body = JSON.stringify(stripeAuthorizationRequest({ agentId, cardId, amount: 100 }));
+  const answer = await fetch(`${gw.agentUrl}/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json', 'stripe-signature': signStripe(body, WEBHOOK_SECRET) }, body });
+  const decision = (await answer.json()) as { approved: boolean; metadata: Record<string, string> };
+  assert.equal(decision.approved, false);
+  assert.equal(decision.metadata.spend_reason, 'card_frozen');
+  assert.equal(fake.get(cardId)?.status, 'active', 'Stripe never accepted the freeze');
+  await until('a few retries', async () => Number((await knex('card_commands').where({ card_id: cardId }).first('attempts')).attempts) >= 3);
+  const job = await gw.admin('GET', `/cards/jobs/${res.body.job_id}`);
+  assert.equal(job.body.cards[0].outcome, 'pending');
 });
