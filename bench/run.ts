@@ -8,6 +8,7 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { benchAuthorizations } from './authorizations.js';
 import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
+import { benchFreeze } from './freeze.js';
 import { benchLedger } from './ledger.js';
 import { benchMirror } from './mirror.js';
 
@@ -28,6 +29,7 @@ try {
   if (wanted('policy')) await policySection();
   if (wanted('mirror')) await mirrorSection();
   if (wanted('authorizations')) await authorizationSection();
+  if (wanted('freeze')) await freezeSection();
 } finally {
   await knex.destroy();
   await db?.stop();
@@ -47,6 +49,13 @@ async function mirrorSection() {
   const checked = by('POST /v1/payment_intents');
   if (floor && gateway) console.log(`  passthrough vs minimal proxy: ${(gateway.requestsPerSecond / floor.requestsPerSecond).toFixed(2)}x throughput, ${(gateway.p50Ms - floor.p50Ms).toFixed(2)} ms added p50`);
   if (passPost && checked) console.log(`  checked money-moving POST vs passthrough POST: ${(checked.p50Ms - passPost.p50Ms).toFixed(2)} ms added p50`);
+}
+
+async function freezeSection() {
+  console.log('\nfreeze all: 10,000 registered Stripe cards, one POST /admin/v1/cards/freeze; fake Stripe in its own process with a fixed latency per call');
+  for (const f of await benchFreeze(url, knex, 10_000, [{ concurrency: 16, latencyMs: 20 }, { concurrency: 64, latencyMs: 20 }])) {
+    console.log(`  concurrency ${String(f.concurrency).padStart(2)}, ${f.latencyMs} ms per call: frozen locally ${f.frozenAtAnswer.toLocaleString('en')} cards when the answer came, after ${f.answerMs} ms (the transaction alone: ${f.transactionMs} ms); Stripe confirmed ${f.confirmed.toLocaleString('en')} after ${(f.confirmedMs / 1000).toFixed(1)} s (${f.callsPerSecond.toLocaleString('en')} calls/s)`);
+  }
 }
 
 async function authorizationSection() {

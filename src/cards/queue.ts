@@ -64,14 +64,6 @@ export async function claimCommands(knex: Knex, processors: ProcessorName[], lim
   return (result.rows as CommandRow[]).map((r) => ({ ...r, id: Number(r.id) }));
 }
 
-/** The processor confirmed: the command is done and the card records what the processor said. */
-export async function confirmCommand(knex: Knex, command: CommandRow, processorStatus: string | null): Promise<void> {
-  await knex.transaction(async (trx) => {
-    await trx('card_commands').where({ id: command.id, status: 'pending' }).update({ status: 'confirmed', last_error: null, last_error_kind: null, updated_at: trx.fn.now(), completed_at: trx.fn.now() });
-    if (processorStatus) await recordProcessorStatus(trx, command.processor, command.card_id, processorStatus);
-  });
-}
-
 export async function recordProcessorStatus(knex: Knex, processor: string, cardId: string, processorStatus: string): Promise<void> {
   await knex('cards').where({ processor, id: cardId }).update({ processor_status: processorStatus, processor_checked_at: knex.fn.now(), updated_at: knex.fn.now() });
 }
@@ -91,4 +83,41 @@ export async function finishCommand(knex: Knex, command: CommandRow, status: 'fa
 /** Gives leased commands back (a clean shutdown), so another process takes them at once. */
 export async function releaseCommands(knex: Knex, ids: number[]): Promise<void> {
   if (ids.length > 0) await knex('card_commands').whereIn('id', ids).where({ status: 'pending' }).update({ next_attempt_at: knex.fn.now() });
+}
+
+/**
+ * Confirmations from many concurrent processor calls, written together: one transaction per
+ * batch instead of one per card (a commit is a disk flush). Each caller waits for its batch.
+ */
+export function confirmationBatcher(knex: Knex, maxWaitMs = 5, maxBatch = 200): (command: CommandRow, processorStatus: string) => Promise<void> {
+  let batch: { command: CommandRow; status: string; done: (error?: unknown) => void }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = async () => {
+    const items = batch;
+    batch = [];
+    timer = undefined;
+    try {
+      await knex.transaction(async (trx) => {
+        await trx.raw(`update card_commands set status = 'confirmed', last_error = null, last_error_kind = null, updated_at = now(), completed_at = now() where id = any(?::bigint[]) and status = 'pending'`, [items.map((i) => i.command.id)]);
+        await trx.raw(
+          `update cards k set processor_status = u.status, processor_checked_at = now(), updated_at = now()
+             from unnest(?::text[], ?::text[], ?::text[]) as u(processor, id, status) where k.processor = u.processor and k.id = u.id`,
+          [items.map((i) => i.command.processor), items.map((i) => i.command.card_id), items.map((i) => i.status)],
+        );
+      });
+      for (const item of items) item.done();
+    } catch (error) {
+      for (const item of items) item.done(error);
+    }
+  };
+  return (command, status) =>
+    new Promise<void>((resolve, reject) => {
+      batch.push({ command, status, done: (error) => (error ? reject(error) : resolve()) });
+      if (batch.length >= maxBatch) {
+        if (timer) clearTimeout(timer);
+        void flush();
+      } else if (!timer) {
+        timer = setTimeout(() => void flush(), maxWaitMs);
+      }
+    });
 }

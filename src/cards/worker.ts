@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { ProcessorError } from '../../adapters/processor.js';
 import type { Card, CardAdapter, ProcessorName, SpendingControls } from '../../adapters/processor.js';
-import { claimCommands, confirmCommand, finishCommand, recordProcessorStatus, releaseCommands, retryCommand } from './queue.js';
+import { claimCommands, confirmationBatcher, finishCommand, recordProcessorStatus, releaseCommands, retryCommand } from './queue.js';
 import type { CommandRow } from './queue.js';
 
 export interface CardWorkerOptions {
@@ -39,6 +39,7 @@ export function startCardWorker(knex: Knex, processors: Partial<Record<Processor
   let stopped = false;
   let pumping: Promise<void> | undefined;
   let again = false;
+  const confirm = confirmationBatcher(knex);
 
   // A retry this process scheduled is picked up when due, not at the next poll.
   const retryLater = async (command: CommandRow, error: { message: string; kind: string }, delay: number) => {
@@ -56,7 +57,7 @@ export function startCardWorker(knex: Knex, processors: Partial<Record<Processor
     }
     try {
       const card = await call(adapter, command);
-      if (command.action === 'apply_controls' || WANTED[command.action].includes(card.status)) return await confirmCommand(knex, command, card.status);
+      if (command.action === 'apply_controls' || WANTED[command.action].includes(card.status)) return await confirm(command, card.status);
       await recordProcessorStatus(knex, command.processor, command.card_id, card.status);
       await retryLater(command, { message: `the processor answered with status ${card.status}`, kind: 'indeterminate' }, backoffMs(command.attempts, options.retryBaseMs, options.retryMaxMs));
     } catch (error) {
@@ -68,7 +69,7 @@ export function startCardWorker(knex: Knex, processors: Partial<Record<Processor
       }
       // Refused: perhaps because the card already is as wanted (a canceled card cannot be paused).
       const now = command.action === 'apply_controls' ? undefined : await adapter.getCard(command.card_id).catch(() => undefined);
-      if (now && command.action !== 'apply_controls' && WANTED[command.action].includes(now.status)) return confirmCommand(knex, command, now.status);
+      if (now && command.action !== 'apply_controls' && WANTED[command.action].includes(now.status)) return confirm(command, now.status);
       log.error({ err_kind: failure.kind, status: failure.status, error: failure.message }, 'processor refused the card call');
       await finishCommand(knex, command, 'failed', failure);
     }
