@@ -228,3 +228,18 @@ test('when the admin credential is missing, then freezing is refused with 401 an
   assert.equal(asAgent.status, 403);
   assert.equal((await gw.admin('GET', `/cards/${cardId}`)).body.status, 'active');
 });
+
+test('when an agent creates a card through the mirror, then it is in the registry before the agent has the answer, and can be frozen at once', async () => {
+  const { agentId, key } = await agentWithPolicy(gw, open);
+  const res = await fetch(`${gw.agentUrl}/v1/issuing/cards`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'currency=usd&type=virtual&status=active' });
+  assert.equal(res.status, 200);
+  const made = (await res.json()) as { id: string };
+  const card = await gw.admin('GET', `/cards/${made.id}`);
+  assert.equal(card.status, 200, JSON.stringify(card.body));
+  assert.equal(card.body.agent_id, agentId);
+  assert.equal(card.body.source, 'mirror');
+  assert.equal(card.body.processor_status, 'active');
+  const frozen = await gw.admin('POST', `/cards/${made.id}/freeze`, {});
+  assert.equal(frozen.body.cards[0].outcome, 'confirmed');
+  assert.equal(fake.get(made.id)?.status, 'inactive');
+});
