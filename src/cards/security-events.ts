@@ -5,7 +5,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 
 export interface SecurityEvent {
-  type: 'card_reactivated_outside_gateway' | 'card_controls_loosened';
+  type: 'card_reactivated_outside_gateway' | 'card_controls_loosened' | 'webhook_signature_invalid';
   processor?: string;
   cardId?: string;
   agentId?: string | null;
