@@ -115,7 +115,7 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
   admin.use(agentRoutes(deps.knex));
-  admin.use(keyRoutes(deps.knex));
+  admin.use(keyRoutes(deps.knex, (topic) => deps.lookups.forget?.(topic)));
   admin.use(policyRoutes(deps.knex));
   admin.use(violationRoutes(deps.knex));
   admin.use(transactionRoutes(deps.knex));
