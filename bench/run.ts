@@ -8,6 +8,7 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { benchAuthorizations } from './authorizations.js';
 import { benchChecks } from './checks.js';
 import { benchDecide } from './decide.js';
+import { benchFreeze } from './freeze.js';
 import { benchLedger } from './ledger.js';
 import { benchMirror } from './mirror.js';
 import type { TargetFigures } from './mirror.js';
@@ -29,6 +30,7 @@ try {
   if (wanted('policy')) await policySection();
   if (wanted('mirror')) await mirrorSection();
   if (wanted('authorizations')) await authorizationSection();
+  if (wanted('freeze')) await freezeSection();
 } finally {
   await knex.destroy();
   await db?.stop();
@@ -63,6 +65,13 @@ async function mirrorSection() {
     const added = f.gatewayChecked.idle.p50 - f.proxyPost.idle.p50;
     console.log(`  checked POST vs the same POST through the minimal proxy: +${added.toFixed(3)} ms p50 at 1 connection (goal <= +2 ms: ${mark(added <= 2)}; rounds ${perRound('gatewayChecked', 'proxyPost', (t) => t.idle.p50, (x) => x.toFixed(2))}),`);
     console.log(`    ${(f.gatewayChecked.requestsPerSecond / f.proxyPost.requestsPerSecond).toFixed(2)}x throughput with ${m.connections} connections of one agent (every call reserves and settles under that agent's lock)`);
+  }
+}
+
+async function freezeSection() {
+  console.log('\nfreeze all: 10,000 registered Stripe cards, one POST /admin/v1/cards/freeze; fake Stripe in its own process with a fixed latency per call');
+  for (const f of await benchFreeze(url, knex, 10_000, [{ concurrency: 16, latencyMs: 20 }, { concurrency: 64, latencyMs: 20 }])) {
+    console.log(`  concurrency ${String(f.concurrency).padStart(2)}, ${f.latencyMs} ms per call: frozen locally ${f.frozenAtAnswer.toLocaleString('en')} cards when the answer came, after ${f.answerMs} ms (the transaction alone: ${f.transactionMs} ms); Stripe confirmed ${f.confirmed.toLocaleString('en')} after ${(f.confirmedMs / 1000).toFixed(1)} s (${f.callsPerSecond.toLocaleString('en')} calls/s)`);
   }
 }
 

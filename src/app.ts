@@ -7,6 +7,9 @@ import helmet from 'helmet';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { agentRoutes } from './admin/agents.js';
+import { cardRoutes } from './admin/cards.js';
+import { freezeRoutes } from './admin/freeze.js';
+import { securityEventRoutes } from './admin/security-events.js';
 import { keyRoutes } from './admin/keys.js';
 import { policyRoutes } from './admin/policies.js';
 import { simulationRoutes } from './admin/simulations.js';
@@ -38,6 +41,8 @@ export interface AppDeps {
   mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder'>;
   /** Card processors configured (webhooks and card calls); chosen in gateway.ts. */
   processors?: Partial<Record<ProcessorName, Processor>>;
+  /** Freezing: the processors this process can call, its queue worker, how long a freeze waits. */
+  cards?: { processors: Partial<Record<ProcessorName, Processor>>; kick(): void; waitMs: number };
   /** Card authorizations: answer within this many ms, else by the fail mode. */
   authorization?: { deadlineMs: number; failMode: string };
   /** Which proxies' X-Forwarded-For is believed (express "trust proxy"); default none. */
@@ -110,11 +115,14 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
   admin.use(agentRoutes(deps.knex));
-  admin.use(keyRoutes(deps.knex));
+  admin.use(keyRoutes(deps.knex, (topic) => deps.lookups.forget?.(topic)));
   admin.use(policyRoutes(deps.knex));
   admin.use(violationRoutes(deps.knex));
   admin.use(transactionRoutes(deps.knex));
   admin.use(simulationRoutes(deps));
+  admin.use(freezeRoutes({ knex: deps.knex, processors: deps.cards?.processors ?? {}, kick: deps.cards?.kick ?? (() => undefined), waitMs: deps.cards?.waitMs ?? 5000, forgetAgent: (id) => deps.lookups.forget?.(`agent:${id}`) }));
+  admin.use(cardRoutes(deps.knex, deps.cards?.processors ?? {}));
+  admin.use(securityEventRoutes(deps.knex));
   admin.use((req) => {
     throw new AppError('not_found', `Unrecognized admin URL (${req.method} /admin/v1${req.path})`);
   });

@@ -1,6 +1,7 @@
 // Configuration: one zod schema over the environment. Every bad value is reported at once; the
 // gateway refuses to start rather than run with a setting it misunderstood.
 import { isIP } from 'node:net';
+import cron from 'node-cron';
 import { z } from 'zod';
 import { parseAmountWithCurrency } from './money.js';
 
@@ -47,6 +48,15 @@ const schema = z
           return false;
         }
       }, 'must be "decline" or "approve_under:<amount> <CURRENCY>", e.g. approve_under:10 USD'),
+    FREEZE_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+    FREEZE_WAIT_MS: z.coerce.number().int().min(0).max(30_000).default(5000),
+    FREEZE_RETRY_BASE_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
+    FREEZE_RETRY_MAX_MS: z.coerce.number().int().min(10).max(3_600_000).default(300_000),
+    RECONCILE_CRON: z
+      .string()
+      .trim()
+      .default('*/5 * * * *')
+      .refine((v) => v === 'off' || cron.validate(v), 'must be a cron expression such as "*/5 * * * *", or "off"'),
     TRUST_PROXY: z
       .string()
       .optional()

@@ -26,6 +26,8 @@ import { applySpendMd } from './policy/store.js';
 import { createLithicProcessor } from '../adapters/lithic/index.js';
 import type { Processor, ProcessorName } from '../adapters/processor.js';
 import { createStripeProcessor } from '../adapters/stripe/index.js';
+import { startCardWorker } from './cards/worker.js';
+import { startJobs } from './jobs/index.js';
 
 /** sk_test_/rk_test_ keys serve sg_test_ agent keys; sk_live_/rk_live_ serve sg_live_. */
 function stripeKeysByMode(key: string | undefined): { test?: string; live?: string } {
@@ -85,9 +87,17 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     },
   };
   const invalidation = await startInvalidation(url, logger);
+  const processors = processorsFor(config);
+  // Card calls need the processor's API key; a webhook secret alone only answers webhooks.
+  const callable = Object.fromEntries(Object.entries(processors).filter(([name]) => (name === 'stripe' ? config.STRIPE_SECRET_KEY : config.LITHIC_API_KEY))) as typeof processors;
+  const cardWorker = startCardWorker(knex, callable, logger.child({ component: 'card-queue' }), {
+    concurrency: config.FREEZE_CONCURRENCY, retryBaseMs: config.FREEZE_RETRY_BASE_MS, retryMaxMs: config.FREEZE_RETRY_MAX_MS, pollMs: 1000, leaseMs: config.STRIPE_TIMEOUT_MS + 5000,
+  });
+  const jobs = startJobs({ knex, logger: logger.child({ component: 'jobs' }), processors: callable, kick: cardWorker.kick }, { 'reconcile-cards': config.RECONCILE_CRON });
   const deps: AppDeps = {
     knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger,
-    adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors: processorsFor(config),
+    adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors,
+    cards: { kick: cardWorker.kick, waitMs: config.FREEZE_WAIT_MS, processors: callable },
     authorization: { deadlineMs: config.AUTH_DEADLINE_MS, failMode: config.AUTH_FAIL_MODE },
   };
   const servers: Server[] = [];
@@ -108,6 +118,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     }
   } catch (error) {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await jobs.stop();
+    await cardWorker.stop();
     await invalidation.stop();
     await stopDatabase();
     throw error;
@@ -123,6 +135,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async stop() {
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
       forwarder.close();
+      await jobs.stop();
+      await cardWorker.stop();
       await invalidation.stop();
       await stopDatabase();
     },
@@ -133,10 +147,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 function processorsFor(config: Config): Partial<Record<ProcessorName, Processor>> {
   const processors: Partial<Record<ProcessorName, Processor>> = {};
   if (config.STRIPE_SECRET_KEY || config.STRIPE_WEBHOOK_SECRET) {
-    processors.stripe = createStripeProcessor({ apiKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE, secrets: config.STRIPE_WEBHOOK_SECRET ?? [] });
+    processors.stripe = createStripeProcessor({ apiKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE, timeoutMs: config.STRIPE_TIMEOUT_MS, secrets: config.STRIPE_WEBHOOK_SECRET ?? [] });
   }
   if (config.LITHIC_API_KEY || config.LITHIC_WEBHOOK_SECRET) {
-    processors.lithic = createLithicProcessor({ apiKey: config.LITHIC_API_KEY, apiBase: config.LITHIC_API_BASE, secrets: config.LITHIC_WEBHOOK_SECRET ?? [] });
+    processors.lithic = createLithicProcessor({ apiKey: config.LITHIC_API_KEY, apiBase: config.LITHIC_API_BASE, timeoutMs: config.STRIPE_TIMEOUT_MS, secrets: config.LITHIC_WEBHOOK_SECRET ?? [] });
   }
   return processors;
 }

@@ -9,6 +9,6 @@ export function base62(length: number): string {
   return out;
 }
 
-export function newId(prefix: 'chk' | 'viol' | 'res' | 'key' | 'req'): string {
+export function newId(prefix: 'chk' | 'viol' | 'res' | 'key' | 'req' | 'cjob'): string {
   return `${prefix}_${base62(24)}`;
 }

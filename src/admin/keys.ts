@@ -16,7 +16,11 @@ const rotateSchema = z.strictObject({
 });
 const adminKeySchema = z.strictObject({ expires_in_days: z.number().int().positive().max(3650).optional(), description: z.string().max(200).optional() });
 
-export function keyRoutes(knex: Knex): Router {
+/**
+ * `forget` drops this process's cached keys at once; other processes drop theirs when the
+ * invalidation published with the change arrives.
+ */
+export function keyRoutes(knex: Knex, forget: (topic: string) => void = () => undefined): Router {
   const router = Router();
   router.get('/api-keys', async (req, res) => {
     const agentId = typeof req.query.agent_id === 'string' ? req.query.agent_id : undefined;
@@ -26,18 +30,21 @@ export function keyRoutes(knex: Knex): Router {
     const body = parse(revokeManySchema, req.body, 'revocation');
     if (body.agent_id) await requireAgent(knex, body.agent_id);
     const revoked = await revokeAgentKeys(knex, body.agent_id);
+    forget(body.agent_id ? `agent:${body.agent_id}` : 'all');
     req.log.warn({ count: revoked.length, agent_id: body.agent_id ?? 'all' }, 'agent API keys revoked');
     res.json({ revoked: revoked.length, data: revoked.map(presentKey) });
   });
   for (const [path, kind] of [['/api-keys', 'agent'], ['/admin-keys', 'admin']] as const) {
     router.post(`${path}/:id/revoke`, async (req, res) => {
       const revoked = await revokeKey(knex, req.params.id, kind);
+      forget(`key:${revoked.id}`);
       req.log.warn({ key_id: revoked.id, kind }, 'API key revoked');
       res.json(presentKey(revoked));
     });
     router.post(`${path}/:id/rotate`, async (req, res) => {
       const body = parse(rotateSchema, req.body, 'rotation');
       const { record, key, previous } = await rotateKey(knex, req.params.id, kind, body.grace_hours, body.expires_in_days);
+      forget(`key:${previous.id}`);
       req.log.info({ key_id: record.id, previous_key_id: previous.id, kind }, 'API key rotated');
       res.status(201).json({ ...presentKey(record), key, previous: presentKey(previous) });
     });

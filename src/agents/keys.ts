@@ -58,13 +58,15 @@ export async function createKey(
   return { record: record as KeyRecord, key };
 }
 
-/** The principal a presented key belongs to, or undefined (unknown, revoked or expired). */
+/** The principal a presented key belongs to, or undefined (unknown, revoked, expired, or its agent frozen). */
 export async function authenticateKey(knex: Knex, presented: string, now = new Date()): Promise<Principal | undefined> {
   if (!KEY_PATTERN.test(presented)) return undefined;
   const hash = hashKey(presented);
-  const row = await knex('api_keys').where({ hash }).first();
+  // A frozen agent's keys stop working (the kill switch); caches drop them on its invalidation.
+  const row = await knex('api_keys as k').leftJoin('agents as a', 'a.id', 'k.agent_id').where('k.hash', hash).first('k.*', 'a.status as agent_status');
   if (!row || !timingSafeEqual(row.hash as Buffer, hash)) return undefined;
   if (row.revoked_at || (row.expires_at && row.expires_at <= now)) return undefined;
+  if (row.agent_status === 'frozen') return undefined;
   return { keyId: row.id, kind: row.kind, agentId: row.agent_id, mode: row.mode, expiresAt: row.expires_at };
 }
 

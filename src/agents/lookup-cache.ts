@@ -15,6 +15,11 @@ export interface Lookups {
   agentPolicy(agentId: string): Promise<AgentPolicy>;
   /** The agent a registry card belongs to (undefined: not registered). Invalidated by `card:<processor>:<id>`. */
   registeredCard(processor: string, cardId: string): Promise<string | undefined>;
+  /**
+   * Drops this process's cached entries for a topic at once, without waiting for its own
+   * NOTIFY to come back (the kill switch: the answer must not race the notification).
+   */
+  forget?(topic: string): void;
 }
 
 async function registeredCard(knex: Knex, processor: string, cardId: string): Promise<string | undefined> {
@@ -41,7 +46,7 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
   const principals = new Map<string, Entry<{ principal: Principal; expiresAt: Date | null } | undefined>>();
   const policies = new Map<string, Entry<AgentPolicy>>();
   const cards = new Map<string, Entry<string | undefined>>();
-  invalidation.subscribe((topic) => {
+  const forget = (topic: string) => {
     if (topic.startsWith('card:')) {
       cards.delete(topic.slice(5));
       return;
@@ -60,13 +65,15 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
       policies.clear();
       cards.clear();
     }
-  });
+  };
+  invalidation.subscribe(forget);
   const fresh = (entry: Entry<unknown> | undefined) => entry !== undefined && Date.now() - entry.at < TTL_MS && invalidation.healthy();
   const bound = <T>(map: Map<string, T>) => {
     if (map.size >= MAX_ENTRIES) map.clear();
   };
 
   return {
+    forget,
     async principal(presented) {
       const hash = sha256(presented); // one-shot: no Hash object per request
       const cached = principals.get(hash);

@@ -3,7 +3,9 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { registerAgentCommands } from './commands/agent.js';
 import { registerApiKeyCommands } from './commands/api-key.js';
+import { registerCardCommands } from './commands/card.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerTransactionCommands } from './commands/transactions.js';
 import { registerViolationCommands } from './commands/violations.js';
@@ -41,6 +43,8 @@ function buildProgram(ctx: CommandContext): Command {
   registerApiKeyCommands(program, ctx);
   registerViolationCommands(program, ctx);
   registerTransactionCommands(program, ctx);
+  registerCardCommands(program, ctx);
+  registerAgentCommands(program, ctx);
   return program;
 }
 

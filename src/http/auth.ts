@@ -33,7 +33,7 @@ export function requireAgentKey(lookups: Lookups): RequestHandler {
     const key = presentedKey(req.headers);
     if (!key) throw new AppError('authentication_required', 'No API key provided. Send it as X-API-Key, as a Bearer token, or as the basic-auth user name.');
     const principal = await lookups.principal(key);
-    if (!principal || principal.kind !== 'agent') throw new AppError('authentication_required', 'Invalid API key provided (unknown, revoked or expired).');
+    if (!principal || principal.kind !== 'agent') throw new AppError('authentication_required', 'Invalid API key provided (unknown, revoked, expired, or its agent is frozen).');
     req.principal = principal;
     next();
   };

@@ -20,6 +20,7 @@ import { policyRefusal, stripeError } from './errors.js';
 import { forwardContext } from './forward.js';
 import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
+import { registerMirrorCard } from '../cards/mirror-card.js';
 
 export interface MirrorDeps {
   knex: Knex;
@@ -129,6 +130,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       // Settle first: when the agent sees the answer, the ledger already agrees with Stripe.
       try {
         await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency);
+        if (classification.endpoint === 'issuing_card_create') await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
       } finally {

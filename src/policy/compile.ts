@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { MoneyError, isCurrency, toMinorUnits } from '../money.js';
 import type { Money } from '../money.js';
 import { resolveCategories } from './categories.js';
+import { parseEndpointPattern } from './endpoints.js';
 import { RULE_TYPES, policyDocumentSchema, ruleParameters } from './model.js';
 import type { CategorySet, CompiledPolicy, CompiledRule, PolicyDocument, RuleType, Window } from './model.js';
 
@@ -94,8 +95,20 @@ export function compilePolicy(input: unknown, version: number): CompiledPolicy {
     if (compiled && problems.length === 0) rules.push(compiled);
   });
 
+  const allowedEndpoints = (document.allowed_endpoints ?? []).flatMap((text, i) => {
+    const pattern = parseEndpointPattern(text);
+    if (typeof pattern === 'string') {
+      issues.push({ path: formatPath(['allowed_endpoints', i]), message: pattern });
+      return [];
+    }
+    return [pattern];
+  });
   if (issues.length > 0) throw new PolicyError(issues);
-  return { policyId: document.policy_id, version, rules, ...(document.partial_approval ? { partialApproval: true } : {}) };
+  return {
+    policyId: document.policy_id, version, rules,
+    ...(document.partial_approval ? { partialApproval: true } : {}),
+    ...(document.allowed_endpoints ? { allowedEndpoints } : {}),
+  };
 }
 
 /** The only currency the document's rules name, if exactly one; rules without one inherit it. */

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { isCurrency } from '../money.js';
 import type { Money } from '../money.js';
+import type { EndpointPattern } from './endpoints.js';
 
 export const WINDOWS = ['hourly', 'daily', 'weekly', 'monthly'] as const;
 export type Window = (typeof WINDOWS)[number];
@@ -104,6 +105,8 @@ export const policyDocumentSchema = z.strictObject({
   default_currency: currency.optional(),
   /** Card authorizations over a limit may be approved for what is left, where the merchant allows it. */
   partial_approval: z.boolean().optional(),
+  /** The only Stripe API calls the mirror forwards for this agent (see endpoints.ts); unset = all but privileged ones. */
+  allowed_endpoints: z.array(z.string().max(300)).max(200).optional(),
   rules: z.array(ruleSchema).max(500),
 });
 export type PolicyDocument = z.input<typeof policyDocumentSchema>;
@@ -145,6 +148,7 @@ export interface CompiledPolicy {
   policyId: string;
   version: number;
   partialApproval?: boolean;
+  allowedEndpoints?: readonly EndpointPattern[];
   rules: readonly CompiledRule[];
 }
 

@@ -1,5 +1,6 @@
 // What each SPEND.md key means: a rule of the model, a control we cannot enforce yet, or a stored
 // setting of a feature not built yet. One table, so every key is accounted for.
+import { parseEndpointPattern } from './endpoints.js';
 import { MoneyError, parseAmountWithCurrency, toMajorString } from '../money.js';
 import type { Money } from '../money.js';
 import type { PolicyDocument, RuleDocument } from './model.js';
@@ -33,7 +34,6 @@ const UNENFORCEABLE: Record<string, string> = {
   'security.ip_allowlist': 'IP allowlists are not enforced yet',
   'security.require_signed_requests': 'signed requests are not verified yet',
   'security.api_key_rotation_days': 'automatic key rotation is not enforced yet',
-  'security.allowed_endpoints': 'endpoint allowlists are not enforced yet (the Stripe mirror is not built)',
 };
 
 const RULE_KEYS = [
@@ -41,6 +41,7 @@ const RULE_KEYS = [
   'spend.allowlist', 'spend.allowed_categories', 'spend.blocked_categories', 'spend.blocklist',
   'spend.geographic_restrictions', 'spend.blocked_countries', 'spend.allowed_currencies',
   'approval.auto_approve_under', 'approval.require_confirmation_over', 'spend.partial_approval',
+  'security.allowed_endpoints',
 ];
 const IDENTITY_KEYS = ['agent_name', 'owner', 'timezone', 'policy_id'];
 
@@ -164,7 +165,16 @@ export function compileEntries(entries: Map<string, Entry>, fail: Fail): SpendMd
   if (failed || id === undefined || owner === undefined) return undefined;
   const partial = get('spend.partial_approval');
   if (partial && typeof partial.value !== 'boolean') problem(partial.line, 'spend.partial_approval', 'must be true or false');
-  const document: PolicyDocument = { policy_id: policyId ?? id, name: `SPEND.md of ${id}`, rules, ...(partial?.value === true ? { partial_approval: true } : {}) };
+  const endpoints = list('security.allowed_endpoints');
+  for (const text of endpoints ?? []) {
+    const pattern = parseEndpointPattern(text);
+    if (typeof pattern === 'string') problem(get('security.allowed_endpoints')?.line ?? 1, 'security.allowed_endpoints', pattern);
+  }
+  const document: PolicyDocument = {
+    policy_id: policyId ?? id, name: `SPEND.md of ${id}`, rules,
+    ...(partial?.value === true ? { partial_approval: true } : {}),
+    ...(endpoints ? { allowed_endpoints: endpoints } : {}),
+  };
   return { agent: { id, owner, ...(timezone ? { timezone } : {}) }, document, unenforced, inactive, origins };
 }
 

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PayloadError, SignatureError } from '../../adapters/processor.js';
 import type { Processor, ProcessorName } from '../../adapters/processor.js';
+import { recordSecurityEvent } from '../cards/security-events.js';
 import { isDatabaseUnavailable } from '../errors.js';
 import { answerAuthorization } from './authorize.js';
 import type { AuthorizeDeps } from './authorize.js';
@@ -17,7 +18,6 @@ export interface WebhookDeps extends AuthorizeDeps {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
-/** A flood of bad signatures is one log line per processor per minute, not one per request. */
 const SECURITY_LOG_EVERY_MS = 60_000;
 
 export function isWebhookPath(url: string): boolean {
@@ -52,7 +52,9 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
 
 export function createWebhookHandler(deps: WebhookDeps) {
   const lastLogged = new Map<string, { at: number; suppressed: number }>();
-  const securityEvent = (processor: string, reason: string, requestId: string) => {
+  // One stored event (and log line) per processor per minute, with how many were suppressed: a
+  // flood of forged requests must not become a flood of writes.
+  const securityEvent = async (processor: string, reason: string, requestId: string): Promise<void> => {
     deps.metrics.webhookRejections.inc({ processor });
     const now = Date.now();
     const last = lastLogged.get(processor);
@@ -60,8 +62,11 @@ export function createWebhookHandler(deps: WebhookDeps) {
       last.suppressed++;
       return;
     }
-    deps.logger.warn({ security_event: 'webhook_signature_invalid', processor, reason, req_id: requestId, suppressed_since_last: last?.suppressed ?? 0 }, `rejected a ${processor} webhook: ${reason}`);
     lastLogged.set(processor, { at: now, suppressed: 0 });
+    await recordSecurityEvent(deps.knex, deps.logger, {
+      type: 'webhook_signature_invalid', processor, message: `rejected a ${processor} webhook: ${reason}`,
+      details: { reason, request_id: requestId, suppressed_since_last: last?.suppressed ?? 0 },
+    }).catch((error: unknown) => deps.logger.warn({ err: error }, 'could not store a security event'));
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
@@ -77,7 +82,7 @@ export function createWebhookHandler(deps: WebhookDeps) {
       event = adapter.readWebhook(body, req.headers);
     } catch (error) {
       if (error instanceof SignatureError) {
-        securityEvent(name, error.message, requestId);
+        await securityEvent(name, error.message, requestId);
         return refuse(res, 400, 'invalid_request_error', 'invalid_request', 'Webhook signature verification failed');
       }
       if (error instanceof PayloadError) return refuse(res, 400, 'invalid_request_error', 'invalid_request', `Unreadable ${name} webhook: ${error.message}`);

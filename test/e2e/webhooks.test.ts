@@ -81,6 +81,9 @@ describe('Stripe issuing_authorization.request', () => {
       assert.equal(answer.error.type, 'invalid_request_error');
     }
     assert.equal((await gw.knex('decisions').where({ agent_id: agentId })).length, 0);
+    const events = await gw.admin('GET', '/security-events?type=webhook_signature_invalid');
+    assert.equal(events.status, 200);
+    assert.ok(events.body.data.some((e: { processor: string }) => e.processor === 'stripe'), 'a rate-limited security event is stored');
   });
 
   test('when the event is signed with the second (rotated) secret, then it is accepted', async () => {
