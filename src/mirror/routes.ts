@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { AppError, isDatabaseUnavailable } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
+import { endpointAllowed } from '../policy/endpoints.js';
 import { classify } from './classify.js';
 import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
@@ -120,7 +121,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
   if (!key) return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
   const principal = await deps.lookups.principal(key);
   if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
-    return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key).' });
+    return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key, or its agent is frozen).' });
   }
   const upstreamKey = deps.stripeKeys[principal.mode];
   if (!upstreamKey) {
@@ -148,6 +149,11 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
   }
   const classification = classify(req.method ?? 'GET', path, form);
+  const refusal = await outsideAllowedEndpoints(deps, principal.agentId, req.method ?? 'GET', path);
+  if (refusal) {
+    ctx.log.warn({ agent_id: principal.agentId, method: req.method, path }, 'call outside security.allowed_endpoints refused');
+    return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: refusal });
+  }
   const agentKey = header(req, 'idempotency-key');
   const forward = setForwardContext(req, {
     upstreamKey,
@@ -171,4 +177,20 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
     }
   }
+}
+
+/**
+ * security.allowed_endpoints: when the agent's policy lists them, nothing else is forwarded. Paths
+ * must then be canonical for every method, so no spelling of a path can slip past a pattern.
+ */
+async function outsideAllowedEndpoints(deps: MirrorDeps, agentId: string, method: string, path: string): Promise<string | undefined> {
+  const bound = await deps.lookups.agentPolicy(agentId).catch((error: unknown) => {
+    if (error instanceof AppError && error.status < 500) return undefined; // no policy: checked calls refuse on their own
+    throw error;
+  });
+  const patterns = bound?.policy.allowedEndpoints;
+  if (!patterns) return undefined;
+  if (!isCanonicalPath(path)) return `spendgate refused this call: with security.allowed_endpoints set, paths must be canonical (${path}).`;
+  if (endpointAllowed(patterns, method, path)) return undefined;
+  return `spendgate refused this call: ${method} ${path} is not in this agent's security.allowed_endpoints.`;
 }

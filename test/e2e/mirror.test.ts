@@ -943,3 +943,24 @@ test('when an agent sends a money-moving call as multipart/form-data, then it is
   assert.deepEqual(writes(at).map((r) => `${r.method} ${r.path} ${String(r.headers['content-type'])}`), [], `the gateway cannot read a multipart body, so it must not forward it to a money-moving endpoint (answered ${res.status})`);
   assert.ok(res.status >= 400 && res.status < 500, `refused, got ${res.status}`);
 });
+
+test('when the policy lists security.allowed_endpoints, then listed calls go through and every other call, money or not, gets 403 spend_forbidden_operation with nothing forwarded', async () => {
+  const { key } = await agentWithPolicy(gw, [MAX], { policy: { allowed_endpoints: ['GET /v1/customers', 'POST /v1/payment_intents'] } });
+  const stripe = sdk(key);
+  const listed = await stripe.customers.list({ limit: 2 });
+  assert.equal(listed.object, 'list');
+  const intent = await stripe.paymentIntents.create({ amount: 1000, currency: 'usd' });
+  assert.match(intent.id, /^pi_/);
+  const at = mark();
+  for (const call of [() => stripe.balance.retrieve(), () => stripe.customers.create({ email: 'x@example.com' }), () => stripe.refunds.create({ payment_intent: intent.id, amount: 100 })]) {
+    await assert.rejects(call(), (error: unknown) => {
+      assert.ok(error instanceof Stripe.errors.StripePermissionError);
+      assert.equal(error.code, 'spend_forbidden_operation');
+      assert.match(error.message, /allowed_endpoints/);
+      return true;
+    });
+  }
+  assert.equal(since(at).length, 0, 'nothing reached Stripe');
+  const res = await fetch(`${gw.agentUrl}/v1//customers`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(res.status, 403, 'a non-canonical spelling of an allowed path is refused too');
+});
