@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { freePort } from '../src/db/embedded.js';
+import { cpuMs, postgresCpuMs } from './cpu.js';
 import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -21,6 +22,8 @@ export interface AuthorizationFigures {
   p99Ms: number;
   approved: number;
   failMode: number;
+  /** CPU per request, µs: the gateway process, PostgreSQL (all backends), this client. */
+  cpuUs: { gateway: number; postgres: number; client: number };
 }
 
 interface Gateway {
@@ -81,12 +84,28 @@ function signedRequests(agentIds: string[], count: number): { body: string; sign
   });
 }
 
-function summarize(name: string, latencies: number[], seconds: number, answers: string[]): AuthorizationFigures {
+interface CpuMark {
+  gateway: number;
+  postgres: number;
+  client: number;
+}
+
+function cpuMark(gw: Gateway): CpuMark {
+  const own = process.cpuUsage();
+  return { gateway: cpuMs(gw.child.pid) ?? 0, postgres: postgresCpuMs(), client: (own.user + own.system) / 1000 };
+}
+
+function cpuPer(before: CpuMark, after: CpuMark, requests: number): AuthorizationFigures['cpuUs'] {
+  const per = (k: keyof CpuMark) => Math.round(((after[k] - before[k]) * 1000) / Math.max(1, requests));
+  return { gateway: per('gateway'), postgres: per('postgres'), client: per('client') };
+}
+
+function summarize(name: string, latencies: number[], seconds: number, answers: string[], cpuUs: AuthorizationFigures['cpuUs']): AuthorizationFigures {
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2));
   return {
     name, total: latencies.length, perSecond: Math.round(latencies.length / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99),
-    approved: answers.filter((a) => a.includes('"approved":true')).length, failMode: answers.filter((a) => a.includes('fail_mode')).length,
+    approved: answers.filter((a) => a.includes('"approved":true')).length, failMode: answers.filter((a) => a.includes('fail_mode')).length, cpuUs,
   };
 }
 
@@ -95,6 +114,7 @@ async function closedLoop(gw: Gateway, name: string, requests: { body: string; s
   const latencies: number[] = [];
   const answers: string[] = [];
   let next = 0;
+  const mark = cpuMark(gw);
   const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     for (let i = next++; i < requests.length; i = next++) {
@@ -105,8 +125,9 @@ async function closedLoop(gw: Gateway, name: string, requests: { body: string; s
       answers.push(res.body);
     }
   }));
+  const seconds = (performance.now() - started) / 1000;
   agent.destroy();
-  return summarize(name, latencies, (performance.now() - started) / 1000, answers);
+  return summarize(name, latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
 }
 
 async function openLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], perSecond: number): Promise<AuthorizationFigures> {
@@ -115,6 +136,7 @@ async function openLoop(gw: Gateway, name: string, requests: { body: string; sig
   const answers: string[] = [];
   const started = performance.now();
   const inFlight: Promise<void>[] = [];
+  const mark = cpuMark(gw);
   for (let i = 0; i < requests.length; i++) {
     const due = started + (i * 1000) / perSecond;
     const wait = due - performance.now();
@@ -127,8 +149,9 @@ async function openLoop(gw: Gateway, name: string, requests: { body: string; sig
     }));
   }
   await Promise.all(inFlight);
+  const seconds = (performance.now() - started) / 1000;
   agent.destroy();
-  return summarize(name, latencies, (performance.now() - started) / 1000, answers);
+  return summarize(name, latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
 }
 
 export async function benchAuthorizations(databaseUrl: string): Promise<AuthorizationFigures[]> {
@@ -144,6 +167,7 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
     figures.push(await closedLoop(gw, '32 in flight over 64 cards (64 agents)', signedRequests(many, total), 32));
     figures.push(await closedLoop(gw, '32 in flight on one hot card', signedRequests([hot as string], total), 32));
     figures.push(await openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500));
+    figures.push(await closedLoop(gw, 'one at a time (unloaded latency)', signedRequests(many, 1000), 1));
     return figures;
   } finally {
     setup.destroy();

@@ -13,7 +13,7 @@ export interface LedgerFigures {
   p99Ms: number;
 }
 
-export async function benchLedger(knex: Knex, budgets: number, total: number, concurrency: number, maxBatch = 256): Promise<LedgerFigures> {
+export async function benchLedger(knex: Knex, budgets: number, total: number, concurrency: number, maxBatch = 256, maxConcurrentBatches?: number): Promise<LedgerFigures> {
   const tag = `bench-${budgets}-${maxBatch}-${Date.now()}`;
   await savePolicy(knex, { policy_id: tag, rules: [
     { rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 500, currency: 'USD' } },
@@ -23,7 +23,7 @@ export async function benchLedger(knex: Knex, budgets: number, total: number, co
   const policy = await compiledPolicy(knex, tag, 1);
   const agents = Array.from({ length: budgets }, (_, i) => `${tag}-a${i}`);
   await knex('agents').insert(agents.map((id) => ({ id, owner: 'bench@example.com', policy_id: tag })));
-  const ledger = createLedger(knex, { maxBatch });
+  const ledger = createLedger(knex, { maxBatch, ...(maxConcurrentBatches ? { maxConcurrentBatches } : {}) });
   const input = (i: number): CheckInput => ({
     agentId: agents[i % budgets] ?? '', timezone: 'UTC', policy, action: { actionType: 'payment', amount: 100, currency: 'usd' },
     idempotencyKey: `k${i}`, requestHash: `k${i}`, metadata: {}, now: new Date(), simulate: false,

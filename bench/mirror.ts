@@ -12,12 +12,12 @@
 //   the p50 seen by a probe connection during the load is printed too.
 // BENCH_ROUNDS (3) rounds measure every target in turn; the figures are medians of the rounds.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../src/db/embedded.js';
+import { cpuMs } from './cpu.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const ADMIN = 'bench-mirror-admin-token-000';
@@ -84,16 +84,6 @@ interface Target {
   method: 'GET' | 'POST';
   headers: Record<string, string>;
   body?: string;
-}
-
-/** CPU time of a process so far (utime + stime from /proc), in ms; undefined off Linux. */
-function cpuMs(pid: number | undefined): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ 100)
-  } catch {
-    return undefined;
-  }
 }
 
 /** Saturating load, with a light probe connection measuring latency to the microsecond beside it. */

@@ -3,6 +3,7 @@
 // gateway processes can never together pass a limit. Requests are coalesced: while a transaction
 // runs, new ones queue, then go through together in one transaction and one durable commit
 // (group commit) — several agents per batch, one batch per agent at a time.
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { isDatabaseUnavailable } from '../errors.js';
@@ -116,13 +117,17 @@ export interface Ledger {
 export interface LedgerOptions {
   /** Most checks in one transaction. */
   maxBatch?: number;
-  /** Transactions in flight at once (each holds one pooled connection). */
+  /**
+   * Transactions in flight at once (each holds one pooled connection). Default: one per core, at
+   * least 2. Measured on 2 cores: 4 concurrent batches cost PostgreSQL twice the CPU per decision
+   * of 2 (more, smaller transactions) and gave 20–35% fewer decisions per second.
+   */
   maxConcurrentBatches?: number;
 }
 
 export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   const maxBatch = options.maxBatch ?? 256;
-  const maxConcurrent = options.maxConcurrentBatches ?? 4;
+  const maxConcurrent = options.maxConcurrentBatches ?? Math.max(2, availableParallelism());
   let pending: Job[] = [];
   const busy = new Set<string>();
   let inFlight = 0;

@@ -1,0 +1,28 @@
+// CPU time spent by processes, from /proc (Linux): per-request costs that neighbours on a shared
+// VM disturb less than throughput does.
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** CPU time of a process so far (utime + stime), in ms; undefined off Linux. */
+export function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time of every PostgreSQL process so far, in ms (backends come and go: compare totals). */
+export function postgresCpuMs(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      total += cpuMs(Number(pid)) ?? 0;
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
