@@ -2,15 +2,12 @@
 // gateway process (its own process, durable commits), every one a new authorization that is
 // decided and reserved. Closed loop at 32 in flight over 64 cards (64 agents) and on one hot card;
 // then an open loop at a fixed 500 requests/s for the latency goal.
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import path from 'node:path';
-import { freePort } from '../src/db/embedded.js';
 import { cpuMs, postgresCpuMs } from './cpu.js';
+import { startGatewayProcess } from '../test/helpers/gateway-process.js';
+import type { GatewayProcess as Gateway } from '../test/helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
 
-const here = path.dirname(new URL(import.meta.url).pathname);
 const ADMIN = 'bench-authorizations-admin-00';
 const SECRET = 'whsec_bench_authorizations';
 
@@ -24,31 +21,6 @@ export interface AuthorizationFigures {
   failMode: number;
   /** CPU per request, µs: the gateway process, PostgreSQL (all backends), this client. */
   cpuUs: { gateway: number; postgres: number; client: number };
-}
-
-interface Gateway {
-  child: ChildProcess;
-  port: number;
-  adminPort: number;
-}
-
-async function startGatewayProcess(databaseUrl: string): Promise<Gateway> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(here, '..', 'src', 'main.ts')], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return { child, port, adminPort };
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('gateway did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 function post(agent: http.Agent, port: number, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
@@ -155,7 +127,8 @@ async function openLoop(gw: Gateway, name: string, requests: { body: string; sig
 }
 
 export async function benchAuthorizations(databaseUrl: string): Promise<AuthorizationFigures[]> {
-  const gw = await startGatewayProcess(databaseUrl);
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const gw = await startGatewayProcess({ DATABASE_URL: databaseUrl, SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET }, { nodeArgs: profile });
   const setup = new http.Agent({ keepAlive: true, maxSockets: 4 });
   try {
     const tag = `bench-auth-${Date.now()}`;
@@ -171,7 +144,6 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
     return figures;
   } finally {
     setup.destroy();
-    gw.child.kill('SIGTERM');
-    await new Promise((r) => gw.child.once('exit', r));
+    await gw.stop();
   }
 }

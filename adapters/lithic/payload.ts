@@ -1,62 +1,7 @@
-// Reading Lithic's signed JSON defensively: every field the gateway relies on is checked here, and
-// a missing or mistyped one is a PayloadError naming its path (never a TypeError deep inside).
-import { PayloadError } from '../processor.js';
-import type { Headers } from '../processor.js';
+// Reading Lithic's signed JSON defensively (see ../payload.ts).
+import { header, payloadReaders } from '../payload.js';
+import type { Json } from '../payload.js';
 
-export type Json = Record<string, unknown>;
-
-export function parseObject(rawBody: Buffer): Json {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    throw new PayloadError('lithic webhook body is not JSON');
-  }
-  return object(parsed, 'body');
-}
-
-export function object(value: unknown, path: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new PayloadError(`lithic ${path} is not an object`);
-  return value as Json;
-}
-
-export function string(o: Json, key: string, path: string): string {
-  const value = o[key];
-  if (typeof value !== 'string' || value === '') throw new PayloadError(`lithic ${path}.${key} is not a string`);
-  return value;
-}
-
-export function optionalString(o: Json, key: string): string | null {
-  const value = o[key];
-  return typeof value === 'string' && value !== '' ? value : null;
-}
-
-export function integer(o: Json, key: string, path: string): number {
-  const value = o[key];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new PayloadError(`lithic ${path}.${key} is not an integer`);
-  return value;
-}
-
-export function boolean(o: Json, key: string, path: string): boolean {
-  const value = o[key];
-  if (typeof value !== 'boolean') throw new PayloadError(`lithic ${path}.${key} is not a boolean`);
-  return value;
-}
-
-/** An ISO-8601 time → Date. */
-export function isoTime(o: Json, key: string, path: string): Date {
-  const date = new Date(string(o, key, path));
-  if (Number.isNaN(date.getTime())) throw new PayloadError(`lithic ${path}.${key} is not a time`);
-  return date;
-}
-
-/** One header, case-insensitively; a repeated header is ambiguous and reads as absent. */
-export function header(headers: Headers, name: string): string | undefined {
-  const wanted = name.toLowerCase();
-  for (const [key, value] of Object.entries(headers)) {
-    if (key.toLowerCase() !== wanted) continue;
-    if (Array.isArray(value)) return value.length === 1 ? value[0] : undefined;
-    return value;
-  }
-  return undefined;
-}
+export type { Json };
+export { header };
+export const { parseObject, object, string, optionalString, integer, boolean, isoTime } = payloadReaders('lithic');

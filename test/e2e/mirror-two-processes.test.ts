@@ -1,55 +1,25 @@
 // Two gateway processes on one PostgreSQL, one fake Stripe: 200 concurrent one-dollar
 // PaymentIntents against a fifty-dollar daily limit reach Stripe exactly 50 times.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import Stripe from 'stripe';
-import { freePort } from '../../src/db/embedded.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
 import { databaseUrl, uniqueId } from '../helpers/gateway.js';
+import { startGatewayProcess } from '../helpers/gateway-process.js';
+import type { GatewayProcess } from '../helpers/gateway-process.js';
 
-const main = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'src', 'main.ts');
 const ADMIN = 'two-process-admin-token-0000';
-
-interface GatewayProcess {
-  child: ChildProcess;
-  port: number;
-  adminPort: number;
-}
-
-async function startGatewayProcess(stripeBase: string): Promise<GatewayProcess> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
-    env: { ...process.env, DATABASE_URL: databaseUrl(), PORT: String(port), ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', SPEND_ADMIN_TOKEN: ADMIN, STRIPE_SECRET_KEY: 'sk_test_twoprocess', STRIPE_API_BASE: stripeBase, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let errors = '';
-  child.stderr?.on('data', (d) => (errors += d));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`gateway did not start: ${errors}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, port, adminPort };
-}
 
 let fake: FakeStripe;
 let gateways: GatewayProcess[] = [];
 before(async () => {
   fake = await startFakeStripe();
-  gateways = await Promise.all([startGatewayProcess(fake.url), startGatewayProcess(fake.url)]);
+  const env = { DATABASE_URL: databaseUrl(), SPEND_ADMIN_TOKEN: ADMIN, STRIPE_SECRET_KEY: 'sk_test_twoprocess', STRIPE_API_BASE: fake.url };
+  gateways = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
 });
 after(async () => {
-  for (const g of gateways) g.child.kill('SIGTERM');
-  await Promise.all(gateways.map((g) => new Promise((r) => (g.child.exitCode !== null ? r(null) : g.child.once('exit', r)))));
+  await Promise.all(gateways.map((g) => g.stop()));
   await fake.stop();
 });
 

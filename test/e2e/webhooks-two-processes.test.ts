@@ -2,54 +2,25 @@
 // delivered to both at once (a redelivery racing the first delivery), against a 50 USD daily limit.
 // Each request gets one answer from both, and exactly 50 one-dollar authorizations are reserved.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
-import { freePort } from '../../src/db/embedded.js';
 import { databaseUrl, testKnex, uniqueId } from '../helpers/gateway.js';
+import { startGatewayProcess } from '../helpers/gateway-process.js';
+import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
 
-const main = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'src', 'main.ts');
 const ADMIN = 'two-process-webhook-admin-00';
 const SECRET = 'whsec_two_processes';
-
-interface GatewayProcess {
-  child: ChildProcess;
-  port: number;
-  adminPort: number;
-}
-
-async function startGatewayProcess(): Promise<GatewayProcess> {
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
-    env: { ...process.env, DATABASE_URL: databaseUrl(), PORT: String(port), ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let errors = '';
-  child.stderr?.on('data', (d) => (errors += d));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return { child, port, adminPort };
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`gateway did not start: ${errors}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let gateways: GatewayProcess[] = [];
 let knex: Knex;
 before(async () => {
   knex = testKnex(2);
-  gateways = await Promise.all([startGatewayProcess(), startGatewayProcess()]);
+  const env = { DATABASE_URL: databaseUrl(), SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET };
+  gateways = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
 });
 after(async () => {
-  for (const g of gateways) g.child.kill('SIGTERM');
-  await Promise.all(gateways.map((g) => new Promise((r) => (g.child.exitCode !== null ? r(null) : g.child.once('exit', r)))));
+  await Promise.all(gateways.map((g) => g.stop()));
   await knex.destroy();
 });
 
