@@ -10,6 +10,7 @@ import { agentRoutes } from './admin/agents.js';
 import { cardRoutes } from './admin/cards.js';
 import { freezeRoutes } from './admin/freeze.js';
 import { securityEventRoutes } from './admin/security-events.js';
+import { approvalRoutes } from './admin/approvals.js';
 import { keyRoutes } from './admin/keys.js';
 import { policyRoutes } from './admin/policies.js';
 import { simulationRoutes } from './admin/simulations.js';
@@ -123,6 +124,7 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   admin.use(freezeRoutes({ knex: deps.knex, processors: deps.cards?.processors ?? {}, kick: deps.cards?.kick ?? (() => undefined), waitMs: deps.cards?.waitMs ?? 5000, forgetAgent: (id) => deps.lookups.forget?.(`agent:${id}`) }));
   admin.use(cardRoutes(deps.knex, deps.cards?.processors ?? {}));
   admin.use(securityEventRoutes(deps.knex));
+  admin.use(approvalRoutes(deps.knex));
   admin.use((req) => {
     throw new AppError('not_found', `Unrecognized admin URL (${req.method} /admin/v1${req.path})`);
   });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agent.js';
 import { registerApiKeyCommands } from './commands/api-key.js';
+import { registerApprovalCommands } from './commands/approvals.js';
 import { registerCardCommands } from './commands/card.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerTransactionCommands } from './commands/transactions.js';
@@ -42,6 +43,7 @@ function buildProgram(ctx: CommandContext): Command {
   registerPolicyCommands(program, ctx);
   registerApiKeyCommands(program, ctx);
   registerViolationCommands(program, ctx);
+  registerApprovalCommands(program, ctx);
   registerTransactionCommands(program, ctx);
   registerCardCommands(program, ctx);
   registerAgentCommands(program, ctx);

@@ -307,3 +307,18 @@ test('when an option is invalid or a command unknown, then commander errors are 
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: spend/);
 });
+
+test('when an agent has approval requests, then spend approvals list shows them as a table and as JSON, and says approving is not built yet', async () => {
+  const { agentId } = await agentWithPolicy(gw, [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 100, currency: 'USD' } }]);
+  await gw.knex('approvals').insert({ id: `apr_${uniqueId('x').replace(/[^A-Za-z0-9]/g, '')}`, agent_id: agentId, check_id: uniqueId('chk'), source: 'stripe', action_type: 'card_authorization', amount: 4200, currency: 'usd', counterparty: 'ACME CLOUD' });
+  const table = await spend(['approvals', 'list', '--agent', agentId]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /ACME CLOUD/);
+  assert.match(table.stdout, /42\.00/);
+  assert.match(table.stdout, /not built yet/);
+  const json = await spendJson(['approvals', 'list', '--agent', agentId]);
+  assert.equal(json.data.length, 1);
+  assert.equal(json.data[0].status, 'pending');
+  const bad = await spend(['approvals', 'list', '--status', 'maybe']);
+  assert.equal(bad.code, 1);
+});

@@ -217,3 +217,26 @@ describe('Lithic Auth Stream Access', () => {
     assert.deepEqual(await daily(agentId), { reserved: 0, spent: 2300 });
   });
 });
+
+describe('approval requests', () => {
+  test('when card authorizations escalate, then the operator lists their approval requests, newest first, page by page, with the workflow marked inactive', async () => {
+    const { agentId } = await agentWithPolicy(gw, [{ rule_id: 'human', rule_type: 'escalate_if', description: 'big', parameters: { amount_above: 20, currency: 'USD' } }]);
+    const answers = [];
+    for (const amount of [3000, 4000, 5000]) answers.push(await postStripe(gw, stripeAuthorizationRequest({ agentId, amount })));
+    const first = await gw.admin('GET', `/approvals?agent_id=${agentId}&limit=2`);
+    assert.equal(first.status, 200);
+    assert.match(first.body.workflow, /inactive/);
+    assert.equal(first.body.pagination.total_count, 3);
+    assert.deepEqual(first.body.data.map((a: { amount: number }) => a.amount), [5000, 4000]);
+    assert.equal(first.body.data[0].status, 'pending');
+    assert.equal(first.body.data[0].check_id, answers[2]?.body.metadata.spend_check_id);
+    const second = await gw.admin('GET', `/approvals?agent_id=${agentId}&limit=2&cursor=${first.body.pagination.next_cursor}`);
+    assert.deepEqual(second.body.data.map((a: { amount: number }) => a.amount), [3000]);
+    assert.equal(second.body.pagination.has_more, false);
+    for (const bad of ['cursor=nope', 'status=maybe', 'limit=0', 'colour=red']) {
+      const res = await gw.admin('GET', `/approvals?${bad}`);
+      assert.equal(res.status, 400, bad);
+      assert.equal(res.body.error.code, 'invalid_request');
+    }
+  });
+});
