@@ -30,7 +30,12 @@ interface Route {
 
 const money = (endpoint: MoneyEndpoint) => (_form: Form, id: string | undefined): Classification => ({ kind: 'money', endpoint, ...(id ? { id } : {}) });
 const forbidden = (reason: string) => (): Classification => ({ kind: 'privileged', reason });
-const truthy = (value: unknown) => value === 'true' || value === true;
+/**
+ * Could Stripe read this as true? Older SDKs send Python's `True`, and a value Stripe might accept
+ * must never skip the check: anything but absent or "false" (any case) counts as true. Checking a
+ * call Stripe then rejects costs a released reservation; the other mistake would cost money.
+ */
+const truthy = (value: unknown) => value !== undefined && value !== false && !(typeof value === 'string' && value.toLowerCase() === 'false');
 
 /** Does the form touch spending controls (any spending_controls[...] parameter, even empty)? */
 function touchesSpendingControls(form: Form): boolean {

@@ -354,7 +354,8 @@ function finishParam(key: string, value: ParamValue, name: string, inMetadata: b
     if (!/^-?\d+$/.test(value)) throw invalidParam(name, `Invalid integer: ${value}`, 'parameter_invalid_integer');
     return Number(value);
   }
-  if (BOOLEAN_PARAMS.has(key) && (value === 'true' || value === 'false')) return value === 'true';
+  // stripe-python 5 sends Python's True/False; Stripe reads booleans without regard to case.
+  if (BOOLEAN_PARAMS.has(key) && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
   return value;
 }
 

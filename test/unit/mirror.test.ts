@@ -15,6 +15,13 @@ describe('classify()', () => {
   const cases: [string, string, string, string][] = [
     ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=true', 'money:payment_intent_create'],
     ['POST', '/v1/payment_intents', 'amount=500&currency=usd', 'other'],
+    // stripe-python 5 sends Python's True; anything Stripe might read as true is checked.
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=True', 'money:payment_intent_create'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=TRUE', 'money:payment_intent_create'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=1', 'money:payment_intent_create'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=', 'money:payment_intent_create'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=False', 'other'],
+    ['POST', '/v1/payment_intents', 'amount=500&currency=usd&confirm=false', 'other'],
     ['POST', '/v1/payment_intents/pi_1/confirm', '', 'money:payment_intent_confirm'],
     ['POST', '/v1/payment_intents/pi_1/capture', '', 'money:payment_intent_capture'],
     ['POST', '/v1/charges', 'amount=1&currency=usd', 'money:charge_create'],
