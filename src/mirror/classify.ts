@@ -37,6 +37,14 @@ const forbidden = (reason: string) => (): Classification => ({ kind: 'privileged
  */
 const truthy = (value: unknown) => value !== undefined && value !== false && !(typeof value === 'string' && value.toLowerCase() === 'false');
 
+/**
+ * An agent may only stop a card or cardholder: any status but the stopping ones (`Active`, `active`,
+ * an array…) is refused, so no spelling Stripe might accept can reactivate one.
+ */
+function loosensStatus(status: unknown, stopping: string[]): boolean {
+  return status !== undefined && !(typeof status === 'string' && stopping.includes(status));
+}
+
 /** Does the form touch spending controls (any spending_controls[...] parameter, even empty)? */
 function touchesSpendingControls(form: Form): boolean {
   return Object.prototype.hasOwnProperty.call(form, 'spending_controls');
@@ -60,7 +68,7 @@ const ROUTES: Route[] = [
     method: 'POST',
     pattern: /^\/v1\/issuing\/cards\/([^/]+)$/,
     classify: (form) => {
-      if (form.status === 'active') return { kind: 'privileged', reason: 'reactivating a card is for operators only' };
+      if (loosensStatus(form.status, ['inactive', 'canceled'])) return { kind: 'privileged', reason: 'reactivating a card is for operators only' };
       if (touchesSpendingControls(form)) return { kind: 'privileged', reason: "changing a card's spending controls is for operators only" };
       return { kind: 'other' };
     },
@@ -69,7 +77,7 @@ const ROUTES: Route[] = [
     method: 'POST',
     pattern: /^\/v1\/issuing\/cardholders\/([^/]+)$/,
     classify: (form) => {
-      if (form.status === 'active') return { kind: 'privileged', reason: 'reactivating a cardholder is for operators only' };
+      if (loosensStatus(form.status, ['inactive', 'blocked'])) return { kind: 'privileged', reason: 'reactivating a cardholder is for operators only' };
       if (touchesSpendingControls(form)) return { kind: 'privileged', reason: "changing a cardholder's spending controls is for operators only" };
       return { kind: 'other' };
     },
