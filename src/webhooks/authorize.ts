@@ -42,9 +42,11 @@ export async function answerAuthorization(deps: AuthorizeDeps, request: Authoriz
   const late = new Promise<'late'>((resolve) => {
     timer = setTimeout(() => resolve('late'), Math.max(0, deadline - performance.now()));
   });
-  const first = await Promise.race([work.catch((error: unknown) => ({ error })), late]);
+  let first = await Promise.race([work.catch((error: unknown) => ({ error })), late]);
   clearTimeout(timer);
   if (first !== 'late' && !('error' in first)) return first.answer;
+  // The ledger may drop the request a moment before the timer fires: that is the deadline too.
+  if (first !== 'late' && first.error instanceof DeadlineExceeded) first = 'late';
 
   const answer = failModeAnswer(deps.failMode, request, first === 'late' ? 'deadline' : 'error');
   if (first !== 'late') {
