@@ -9,7 +9,8 @@ import type { Action, CompiledPolicy } from '../policy/model.js';
 import type { ReservationFacts } from '../policy/usage.js';
 import type { AgentState, ReservationStatus } from './state.js';
 import { contribution } from './state.js';
-import type { CheckRow, ReservationUpdate, Tx } from './store.js';
+import type { CheckRow, ReservationUpdate } from './store.js';
+import type { Tx } from './transaction.js';
 
 export interface AuthorizationSettlementInput {
   agentId: string;

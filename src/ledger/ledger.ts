@@ -17,9 +17,12 @@ import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
 import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
-import { inTransaction, loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
+import { loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
+import { inTransaction } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
+import { countedBefore, raisesCounts } from './durability.js';
+import { PARTIAL_REASONS, largestAllowed } from './partial.js';
 import type { ReservationStatus } from './state.js';
 
 export interface CheckInput {
@@ -327,45 +330,3 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
 }
 
 const NO_GUARDS: Guards = { agents: new Map(), cards: new Map() };
-
-/** What each loaded reservation adds to its counters before the batch settles it. */
-function countedBefore(reservations: Map<string, StoredReservation>): Map<string, { reserved: number; spent: number; count: number }> {
-  return new Map([...reservations.values()].map((r) => [r.id, contribution(r.status, r.countedAmount)]));
-}
-
-/**
- * Does a settlement count more than its reservation did (Stripe reports more than was reserved,
- * or money moved after a release)? Only a batch of settlements that never do may commit without
- * waiting for the WAL flush (synchronous_commit off): lost in a crash, it leaves reservations
- * counted as reserved, at their full amount — more than the truth, never less. Decisions, and
- * anything that adds to the counters, stay durable; a later durable commit flushes the WAL, and
- * with it every asynchronous commit before it.
- */
-function raisesCounts(updates: ReservationUpdate[], before: Map<string, { reserved: number; spent: number; count: number }>): boolean {
-  return updates.some((u) => {
-    const was = before.get(u.id);
-    const now = contribution(u.status, u.amount);
-    return !was || now.reserved + now.spent > was.reserved + was.spent || now.count > was.count;
-  });
-}
-
-/** Rules an amount caps: a smaller amount may pass them. Others (a blocked merchant) never will. */
-const PARTIAL_REASONS = new Set(['max_amount', 'velocity_limit', 'counterparty_limit']);
-
-/** The largest amount below the asked one that the policy allows now (decide() is monotone in it). */
-function largestAllowed(input: CheckInput, context: Parameters<typeof decide>[2]): { decision: Decision; amount: number } | undefined {
-  let low = 0;
-  let high = input.action.amount;
-  let best: { decision: Decision; amount: number } | undefined;
-  while (high - low > 1) {
-    const mid = Math.floor((low + high) / 2);
-    const decision = decide(input.policy, { ...input.action, amount: mid }, context);
-    if (decision.decision === 'allow') {
-      low = mid;
-      best = { decision, amount: mid };
-    } else {
-      high = mid;
-    }
-  }
-  return best;
-}

@@ -1,9 +1,7 @@
-// SQL of the ledger: open a transaction holding the batch's agent locks, load their counters
-// (creating missing ones from the reservations they summarize), and write a batch of decisions,
-// settlements and counters. Columns arrive as arrays (unnest), so a batch of 200 costs PostgreSQL
+// SQL of the ledger inside a batch's transaction (transaction.ts): load counters (creating missing
+// ones from the reservations they summarize), guards and earlier decisions, and write a batch of
+// decisions, settlements and counters. Columns arrive as arrays (unnest), so a batch of 200 costs PostgreSQL
 // a handful of statements, not 200.
-import { createHash } from 'node:crypto';
-import type { Knex } from 'knex';
 import { newId } from '../ids.js';
 import type { Decision } from '../policy/decide.js';
 import type { Action } from '../policy/model.js';
@@ -11,107 +9,9 @@ import { usageKey } from '../policy/usage.js';
 import type { UsageSpec } from '../policy/usage.js';
 import type { Guards } from './guards.js';
 import { AgentState } from './state.js';
+import { coalesceWrites, prepared, sendBeforeCommit } from './transaction.js';
+import type { Tx } from './transaction.js';
 import type { Counter, ReservationStatus } from './state.js';
-
-/**
- * One connection in an open transaction. The hot statements go to the pg client directly (knex
- * adds ~0.3 ms of query building per statement, and a batch has several); the rare ones use the
- * query builder on the same connection.
- */
-export interface Tx {
-  client: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-  knex: Knex;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  connection: any;
-  /**
-   * Statements sent but not awaited (a batch's last writes): COMMIT follows them in the same round
-   * trip and the transaction waits for all of them.
-   */
-  unawaited: Promise<unknown>[];
-  /**
-   * Wait for the commit's WAL flush (the default). Set false only when losing the transaction in a
-   * crash can never make the ledger count less than the truth (see ledger.ts).
-   */
-  durable: boolean;
-}
-
-/**
- * A named statement: PostgreSQL parses and plans it once per connection, not on every batch
- * (on this machine that halves each round trip).
- */
-function prepared(tx: Tx, name: string, text: string, values: unknown[]): Promise<{ rows: any[] }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return (tx.client as unknown as { query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[] }> }).query({ name: `ledger_${name}`, text, values }); // eslint-disable-line @typescript-eslint/no-explicit-any
-}
-
-/**
- * The advisory-lock key of an agent: 64 bits of SHA-256, computed here so BEGIN and every lock of
- * a batch travel in one round trip. Every process computes the same key.
- */
-export function agentLockKey(agentId: string): bigint {
-  return createHash('sha256').update(`ledger:${agentId}`).digest().readBigInt64BE(0);
-}
-
-/**
- * BEGIN, lock the agents (always in key order, so two processes locking overlapping sets cannot
- * deadlock), run `work`, COMMIT — on one pooled connection; ROLLBACK on any error.
- *
- * The connections are pipelined (database.ts): BEGIN and the locks are not awaited before `work`
- * sends its first reads, and COMMIT is sent right behind the batch's last writes. PostgreSQL still
- * runs each statement after the one before it — the reads start, and take their snapshots, only
- * once every lock is held — but a batch waits for three or so round trips instead of seven.
- */
-export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx: Tx) => Promise<T>): Promise<T> {
-  const client = knex.client as unknown as { acquireConnection(): Promise<Tx['client']>; releaseConnection(c: unknown): Promise<void> };
-  const connection = await client.acquireConnection();
-  const tx: Tx = { client: connection, knex, connection, unawaited: [], durable: true };
-  const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  try {
-    // Literal integers only (no parameters), so this is one simple-protocol message. Prepared
-    // statements keep their parse but are planned for each batch's own arrays: a generic plan of
-    // an unnest() join guesses sizes and may scan all of decisions.
-    coalesceWrites(connection);
-    const begun = connection.query(`begin; set local plan_cache_mode = force_custom_plan; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
-    const working = work(tx);
-    try {
-      await begun;
-    } catch (error) {
-      // The statements behind it fail only because it did: report its error, once they are done.
-      await working.catch(() => undefined);
-      await Promise.allSettled(tx.unawaited);
-      throw error;
-    }
-    const result = await working;
-    // A failed write leaves the transaction aborted, and COMMIT then rolls back without an error:
-    // the write's own error is what Promise.all reports.
-    const commit = connection.query(tx.durable ? 'commit' : 'set local synchronous_commit = off; commit');
-    await Promise.all([...tx.unawaited, commit]);
-    return result;
-  } catch (error) {
-    await Promise.allSettled(tx.unawaited);
-    await connection.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    await client.releaseConnection(connection);
-  }
-}
-
-/**
- * Statements sent before the event loop turns leave in one write to PostgreSQL's socket (a batch's
- * BEGIN, locks and reads; its writes and COMMIT): one wake-up of the backend instead of one per
- * statement. Profiled under load, writev() was the gateway's largest single cost on this VM.
- */
-function coalesceWrites(client: unknown): void {
-  const stream = (client as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
-  if (!stream?.cork || !stream.uncork) return;
-  stream.cork();
-  setImmediate(() => stream.uncork?.());
-}
-
-/** Send now, await with COMMIT (see Tx.unawaited). */
-function sendBeforeCommit(tx: Tx, statement: Promise<unknown>): void {
-  statement.catch(() => undefined); // awaited (and reported) by inTransaction
-  tx.unawaited.push(statement);
-}
 
 export interface CheckRow {
   checkId: string;

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Knex } from 'knex';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
 import type { EmbeddedDatabase } from '../../src/db/embedded.js';
-import { agentLockKey } from '../../src/ledger/store.js';
+import { agentLockKey } from '../../src/ledger/transaction.js';
 import { agentWithPolicy, startTestGateway } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
