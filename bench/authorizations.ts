@@ -4,6 +4,7 @@
 // then an open loop at a fixed 500 requests/s for the latency goal.
 import http from 'node:http';
 import { cpuMs, postgresCpuMs } from './cpu.js';
+import { percentiles, post } from './http.js';
 import { startGatewayProcess } from '../test/helpers/gateway-process.js';
 import type { GatewayProcess as Gateway } from '../test/helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
@@ -21,18 +22,6 @@ export interface AuthorizationFigures {
   failMode: number;
   /** CPU per request, µs: the gateway process, PostgreSQL (all backends), this client. */
   cpuUs: { gateway: number; postgres: number; client: number };
-}
-
-function post(agent: http.Agent, port: number, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 async function createAgents(gw: Gateway, agent: http.Agent, count: number, tag: string): Promise<string[]> {
@@ -73,8 +62,7 @@ function cpuPer(before: CpuMark, after: CpuMark, requests: number): Authorizatio
 }
 
 function summarize(name: string, latencies: number[], seconds: number, answers: string[], cpuUs: AuthorizationFigures['cpuUs']): AuthorizationFigures {
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2));
+  const pct = percentiles(latencies);
   return {
     name, total: latencies.length, perSecond: Math.round(latencies.length / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99),
     approved: answers.filter((a) => a.includes('"approved":true')).length, failMode: answers.filter((a) => a.includes('fail_mode')).length, cpuUs,

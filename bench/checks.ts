@@ -1,22 +1,11 @@
 // The check API over HTTP, in-process gateway, keep-alive client: checks per second and latency.
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { loadConfig } from '../src/config.js';
 import { startGateway } from '../src/gateway.js';
 import { createLogger } from '../src/http/logging.js';
+import { percentiles, post } from './http.js';
 
 const ADMIN = 'bench-admin-token-0123456789';
-
-function post(agent: Agent, port: number, path: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 export async function benchChecks(databaseUrl: string, total: number, concurrency: number) {
   const config = loadConfig({ DATABASE_URL: databaseUrl, PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', SPEND_ADMIN_TOKEN: ADMIN });
@@ -45,8 +34,7 @@ export async function benchChecks(databaseUrl: string, total: number, concurrenc
       }
     }));
     const seconds = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2));
+    const pct = percentiles(latencies);
     return { total, concurrency, perSecond: Math.round(total / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99) };
   } finally {
     agent.destroy();

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { createLedger } from '../src/ledger/ledger.js';
 import type { CheckInput } from '../src/ledger/ledger.js';
 import { compiledPolicy, savePolicy } from '../src/policy/store.js';
+import { percentiles } from './http.js';
 
 export interface LedgerFigures {
   budgets: number;
@@ -13,7 +14,7 @@ export interface LedgerFigures {
   p99Ms: number;
 }
 
-export async function benchLedger(knex: Knex, budgets: number, total: number, concurrency: number, maxBatch = 256, maxConcurrentBatches?: number): Promise<LedgerFigures> {
+export async function benchLedger(knex: Knex, budgets: number, total: number, concurrency: number, maxBatch = 256): Promise<LedgerFigures> {
   const tag = `bench-${budgets}-${maxBatch}-${Date.now()}`;
   await savePolicy(knex, { policy_id: tag, rules: [
     { rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 500, currency: 'USD' } },
@@ -23,7 +24,7 @@ export async function benchLedger(knex: Knex, budgets: number, total: number, co
   const policy = await compiledPolicy(knex, tag, 1);
   const agents = Array.from({ length: budgets }, (_, i) => `${tag}-a${i}`);
   await knex('agents').insert(agents.map((id) => ({ id, owner: 'bench@example.com', policy_id: tag })));
-  const ledger = createLedger(knex, { maxBatch, ...(maxConcurrentBatches ? { maxConcurrentBatches } : {}) });
+  const ledger = createLedger(knex, { maxBatch });
   const input = (i: number): CheckInput => ({
     agentId: agents[i % budgets] ?? '', timezone: 'UTC', policy, action: { actionType: 'payment', amount: 100, currency: 'usd' },
     idempotencyKey: `k${i}`, requestHash: `k${i}`, metadata: {}, now: new Date(), simulate: false,
@@ -43,7 +44,6 @@ export async function benchLedger(knex: Knex, budgets: number, total: number, co
     }
   }));
   const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(2));
+  const pct = percentiles(latencies);
   return { budgets, reservations: total, concurrency, perSecond: Math.round(total / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99) };
 }

@@ -1,7 +1,9 @@
 // Cursor-paginated lists (`{data, pagination}`) as the CLI reads them: one page, or every page
 // when --all is given.
+import type { Command } from 'commander';
 import { CliError } from './client.js';
 import type { AdminClient } from './client.js';
+import { positiveInteger } from './options.js';
 
 export interface Page<T> {
   data: T[];
@@ -25,4 +27,17 @@ export async function fetchPages<T>(
     data.push(...page.data);
   }
   return { data, pagination: { next_cursor: null, has_more: false, total_count: page.pagination.total_count } };
+}
+
+/** --limit, --cursor and --all, the same on every list command. */
+export function withPaging(command: Command, noun = 'entries'): Command {
+  return command
+    .option('--limit <n>', `${noun} per page (1-100)`, positiveInteger)
+    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
+    .option('--all', 'follow the cursor through every page');
+}
+
+/** How to get the next page, when there is one. */
+export function nextPageHint(out: { line(text: string): void }, pagination: Page<unknown>['pagination']): void {
+  if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
 }

@@ -12,6 +12,7 @@ import type { Metrics } from '../http/metrics.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
+import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
 import type { StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
@@ -49,13 +50,15 @@ export interface CheckedCall {
   rawBody: Buffer;
   classification: Extract<Classification, { kind: 'money' }>;
   idempotencyKey: string;
+  /** The agent's policy as the router already read it; read here when it had none. */
+  bound?: AgentPolicy;
 }
 
 export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<void> {
   const { req, res, log, agentId, classification } = call;
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
-  const bound = await deps.lookups.agentPolicy(agentId);
+  const bound = call.bound ?? (await deps.lookups.agentPolicy(agentId));
 
   let found;
   try {

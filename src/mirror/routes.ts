@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { AppError, isDatabaseUnavailable } from '../errors.js';
 import { presentedKey } from '../http/auth.js';
 import { endpointAllowed } from '../policy/endpoints.js';
+import type { AgentPolicy } from '../policy/store.js';
 import { classify } from './classify.js';
 import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
@@ -149,7 +150,8 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
   }
   const classification = classify(req.method ?? 'GET', path, form);
-  const refusal = await outsideAllowedEndpoints(deps, principal.agentId, req.method ?? 'GET', path);
+  const bound = await boundPolicy(deps, principal.agentId);
+  const refusal = outsideAllowedEndpoints(bound, req.method ?? 'GET', path);
   if (refusal) {
     ctx.log.warn({ agent_id: principal.agentId, method: req.method, path }, 'call outside security.allowed_endpoints refused');
     return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: refusal });
@@ -174,20 +176,24 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
       forward.idempotencyKey = agentKey;
       forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey });
+      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey, bound });
     }
   }
+}
+
+/** The agent's policy, read once per call (cached); undefined when it has none (checked calls then refuse). */
+async function boundPolicy(deps: MirrorDeps, agentId: string): Promise<AgentPolicy | undefined> {
+  return deps.lookups.agentPolicy(agentId).catch((error: unknown) => {
+    if (error instanceof AppError && error.status < 500) return undefined;
+    throw error;
+  });
 }
 
 /**
  * security.allowed_endpoints: when the agent's policy lists them, nothing else is forwarded. Paths
  * must then be canonical for every method, so no spelling of a path can slip past a pattern.
  */
-async function outsideAllowedEndpoints(deps: MirrorDeps, agentId: string, method: string, path: string): Promise<string | undefined> {
-  const bound = await deps.lookups.agentPolicy(agentId).catch((error: unknown) => {
-    if (error instanceof AppError && error.status < 500) return undefined; // no policy: checked calls refuse on their own
-    throw error;
-  });
+function outsideAllowedEndpoints(bound: AgentPolicy | undefined, method: string, path: string): string | undefined {
   const patterns = bound?.policy.allowedEndpoints;
   if (!patterns) return undefined;
   if (!isCanonicalPath(path)) return `spendgate refused this call: with security.allowed_endpoints set, paths must be canonical (${path}).`;

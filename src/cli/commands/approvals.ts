@@ -3,8 +3,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { CommandContext } from '../context.js';
-import { fetchPages } from '../pages.js';
-import { positiveInteger } from '../options.js';
+import { fetchPages, nextPageHint, withPaging } from '../pages.js';
 import { when } from '../output.js';
 import { formatMoney } from '../../money.js';
 
@@ -31,25 +30,22 @@ interface Filters {
 
 export function registerApprovalCommands(program: Command, ctx: CommandContext): void {
   const approvals = program.command('approvals').description('approval requests opened by escalations');
-  approvals
+  const list = approvals
     .command('list')
     .description('list approval requests, newest first')
     .option('--agent <id>', 'only this agent')
-    .addOption(new Option('--status <status>', 'only this status').choices(['pending', 'approved', 'denied', 'expired']))
-    .option('--limit <n>', 'entries per page (1-100)', positiveInteger)
-    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
-    .option('--all', 'follow the cursor through every page')
-    .action(async (opts: Filters, cmd: Command) => {
-      const out = ctx.output(cmd);
-      const client = await ctx.client(cmd);
-      const { data, pagination } = await fetchPages<Approval>(client, '/approvals', { agent_id: opts.agent, status: opts.status }, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'approvals' });
-      if (out.json) return out.printJson({ data, pagination });
-      if (data.length === 0) return out.line('No approval requests match.');
-      out.table(
-        ['Time', 'Approval', 'Agent', 'Source', 'Action', 'Amount', 'Counterparty', 'Status', 'Check'],
-        data.map((a) => [when(a.created_at), a.id, a.agent_id, a.source, a.action_type, formatMoney({ amount: a.amount, currency: a.currency.toLowerCase() }), a.counterparty, a.status, a.check_id]),
-      );
-      out.line(`${data.length} of ${pagination.total_count} approval request${pagination.total_count === 1 ? '' : 's'}. Approving and denying are not built yet: escalated card authorizations were declined.`);
-      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
-    });
+    .addOption(new Option('--status <status>', 'only this status').choices(['pending', 'approved', 'denied', 'expired']));
+  withPaging(list).action(async (opts: Filters, cmd: Command) => {
+    const out = ctx.output(cmd);
+    const client = await ctx.client(cmd);
+    const { data, pagination } = await fetchPages<Approval>(client, '/approvals', { agent_id: opts.agent, status: opts.status }, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'approvals' });
+    if (out.json) return out.printJson({ data, pagination });
+    if (data.length === 0) return out.line('No approval requests match.');
+    out.table(
+      ['Time', 'Approval', 'Agent', 'Source', 'Action', 'Amount', 'Counterparty', 'Status', 'Check'],
+      data.map((a) => [when(a.created_at), a.id, a.agent_id, a.source, a.action_type, formatMoney({ amount: a.amount, currency: a.currency.toLowerCase() }), a.counterparty, a.status, a.check_id]),
+    );
+    out.line(`${data.length} of ${pagination.total_count} approval request${pagination.total_count === 1 ? '' : 's'}. Approving and denying are not built yet: escalated card authorizations were declined.`);
+    nextPageHint(out, pagination);
+  });
 }

@@ -7,9 +7,8 @@ import { CliError } from '../client.js';
 import type { CommandContext } from '../context.js';
 import { followJob, printJob } from '../freeze-job.js';
 import type { JobReport } from '../freeze-job.js';
-import { positiveInteger } from '../options.js';
 import { when } from '../output.js';
-import { fetchPages } from '../pages.js';
+import { fetchPages, nextPageHint, withPaging } from '../pages.js';
 
 interface CardView {
   id: string;
@@ -27,28 +26,25 @@ const processorOption = () => new Option('--processor <name>', 'the card\'s proc
 
 export function registerCardCommands(program: Command, ctx: CommandContext): void {
   const card = program.command('card').description('list, register, freeze and unfreeze cards');
-  card
+  const list = card
     .command('list')
     .description('cards known to the gateway, with their local and processor status')
     .option('--agent <id>', 'only this agent\'s cards')
     .addOption(new Option('--status <status>', 'only cards in this local status').choices(['active', 'frozen', 'canceled']))
-    .addOption(processorOption())
-    .option('--limit <n>', 'cards per page (1-100)', positiveInteger)
-    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
-    .option('--all', 'follow the cursor through every page')
-    .action(async (opts: { agent?: string; status?: string; processor?: string; limit?: number; cursor?: string; all?: boolean }, cmd: Command) => {
-      const out = ctx.output(cmd);
-      const client = await ctx.client(cmd);
-      const { data, pagination } = await fetchPages<CardView>(client, '/cards', { agent_id: opts.agent, status: opts.status, processor: opts.processor }, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'cards' });
-      if (out.json) return out.printJson({ data, pagination });
-      if (data.length === 0) return out.line('No cards match.');
-      out.table(
-        ['Card', 'Processor', 'Agent', 'Status', 'At processor', 'Confirmed', 'Last4', 'Source', 'Frozen at'],
-        data.map((c) => [c.id, c.processor, c.agent_id, c.status, c.processor_status, c.confirmed ? 'yes' : 'no', c.last4, c.source, when(c.frozen_at)]),
-      );
-      out.line(`${data.length} of ${pagination.total_count} card${pagination.total_count === 1 ? '' : 's'}.`);
-      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
-    });
+    .addOption(processorOption());
+  withPaging(list, 'cards').action(async (opts: { agent?: string; status?: string; processor?: string; limit?: number; cursor?: string; all?: boolean }, cmd: Command) => {
+    const out = ctx.output(cmd);
+    const client = await ctx.client(cmd);
+    const { data, pagination } = await fetchPages<CardView>(client, '/cards', { agent_id: opts.agent, status: opts.status, processor: opts.processor }, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'cards' });
+    if (out.json) return out.printJson({ data, pagination });
+    if (data.length === 0) return out.line('No cards match.');
+    out.table(
+      ['Card', 'Processor', 'Agent', 'Status', 'At processor', 'Confirmed', 'Last4', 'Source', 'Frozen at'],
+      data.map((c) => [c.id, c.processor, c.agent_id, c.status, c.processor_status, c.confirmed ? 'yes' : 'no', c.last4, c.source, when(c.frozen_at)]),
+    );
+    out.line(`${data.length} of ${pagination.total_count} card${pagination.total_count === 1 ? '' : 's'}.`);
+    nextPageHint(out, pagination);
+  });
   card
     .command('register')
     .description('tell the gateway a card belongs to an agent')

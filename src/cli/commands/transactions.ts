@@ -3,8 +3,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { CommandContext } from '../context.js';
-import { fetchPages } from '../pages.js';
-import { positiveInteger } from '../options.js';
+import { fetchPages, nextPageHint, withPaging } from '../pages.js';
 import { when } from '../output.js';
 import { formatMoney } from '../../money.js';
 
@@ -32,28 +31,25 @@ interface Filters {
 }
 
 export function registerTransactionCommands(program: Command, ctx: CommandContext): void {
-  program
+  const list = program
     .command('transactions')
     .description('list money-moving calls and their outcome, newest first')
     .addOption(new Option('--status <status>', 'only this outcome').choices(['pending', 'completed', 'declined', 'failed', 'unknown']))
     .option('--from <date>', 'at or after this time (ISO 8601, e.g. 2026-01-01)')
     .option('--to <date>', 'before this time (ISO 8601)')
-    .option('--agent <id>', 'only this agent')
-    .option('--limit <n>', 'entries per page (1-100)', positiveInteger)
-    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
-    .option('--all', 'follow the cursor through every page')
-    .action(async (opts: Filters, cmd: Command) => {
-      const out = ctx.output(cmd);
-      const client = await ctx.client(cmd);
-      const query = { status: opts.status, from: opts.from, to: opts.to, agent_id: opts.agent };
-      const { data, pagination } = await fetchPages<Transaction>(client, '/transactions', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'transactions' });
-      if (out.json) return out.printJson({ data, pagination });
-      if (data.length === 0) return out.line('No transactions match.');
-      out.table(
-        ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Stripe object', 'Status', 'Reason'],
-        data.map((t) => [when(t.created_at), t.agent_id, t.action, formatMoney({ amount: t.amount_minor, currency: t.currency.toLowerCase() }), t.counterparty, t.stripe_object_id, t.status, t.reason_code]),
-      );
-      out.line(`${data.length} of ${pagination.total_count} transaction${pagination.total_count === 1 ? '' : 's'}.`);
-      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
-    });
+    .option('--agent <id>', 'only this agent');
+  withPaging(list).action(async (opts: Filters, cmd: Command) => {
+    const out = ctx.output(cmd);
+    const client = await ctx.client(cmd);
+    const query = { status: opts.status, from: opts.from, to: opts.to, agent_id: opts.agent };
+    const { data, pagination } = await fetchPages<Transaction>(client, '/transactions', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'transactions' });
+    if (out.json) return out.printJson({ data, pagination });
+    if (data.length === 0) return out.line('No transactions match.');
+    out.table(
+      ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Stripe object', 'Status', 'Reason'],
+      data.map((t) => [when(t.created_at), t.agent_id, t.action, formatMoney({ amount: t.amount_minor, currency: t.currency.toLowerCase() }), t.counterparty, t.stripe_object_id, t.status, t.reason_code]),
+    );
+    out.line(`${data.length} of ${pagination.total_count} transaction${pagination.total_count === 1 ? '' : 's'}.`);
+    nextPageHint(out, pagination);
+  });
 }

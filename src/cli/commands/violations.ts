@@ -3,8 +3,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { CommandContext } from '../context.js';
-import { fetchPages } from '../pages.js';
-import { positiveInteger } from '../options.js';
+import { fetchPages, nextPageHint, withPaging } from '../pages.js';
 import { truncate, when } from '../output.js';
 import { formatMoney } from '../../money.js';
 
@@ -37,7 +36,7 @@ interface Filters {
 }
 
 export function registerViolationCommands(program: Command, ctx: CommandContext): void {
-  program
+  const list = program
     .command('violations')
     .description('list blocked and escalated actions, newest first')
     .option('--agent <id>', 'only this agent')
@@ -45,22 +44,19 @@ export function registerViolationCommands(program: Command, ctx: CommandContext)
     .addOption(new Option('--decision <decision>', 'only this decision').choices(['block', 'escalate']))
     .option('--reason <code>', 'only this reason code (rule type), e.g. max_amount')
     .option('--from <iso>', 'at or after this time (ISO 8601)')
-    .option('--to <iso>', 'before this time (ISO 8601)')
-    .option('--limit <n>', 'entries per page (1-100)', positiveInteger)
-    .option('--cursor <cursor>', 'the next page, as printed by the previous one')
-    .option('--all', 'follow the cursor through every page')
-    .action(async (opts: Filters, cmd: Command) => {
-      const out = ctx.output(cmd);
-      const client = await ctx.client(cmd);
-      const query = { agent_id: opts.agent, policy_id: opts.policy, decision: opts.decision, reason_code: opts.reason, from: opts.from, to: opts.to };
-      const { data, pagination } = await fetchPages<Violation>(client, '/violations', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'violations' });
-      if (out.json) return out.printJson({ data, pagination });
-      if (data.length === 0) return out.line('No violations match.');
-      out.table(
-        ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Decision', 'Reason', 'Rule', 'Policy', 'Message'],
-        data.map((v) => [when(v.timestamp), v.agent_id, v.action_type, typeof v.amount_minor === 'number' ? formatMoney({ amount: v.amount_minor, currency: v.currency.toLowerCase() }) : `${v.amount} ${v.currency}`, v.counterparty, v.decision, v.reason_code, v.violated_rule_id, v.policy_id ? `${v.policy_id} v${v.policy_version ?? '?'}` : null, truncate(v.message, 60)]),
-      );
-      out.line(`${data.length} of ${pagination.total_count} violation${pagination.total_count === 1 ? '' : 's'}.`);
-      if (pagination.has_more && pagination.next_cursor) out.line(`More: repeat with the same filters and --cursor ${pagination.next_cursor}, or use --all.`);
-    });
+    .option('--to <iso>', 'before this time (ISO 8601)');
+  withPaging(list).action(async (opts: Filters, cmd: Command) => {
+    const out = ctx.output(cmd);
+    const client = await ctx.client(cmd);
+    const query = { agent_id: opts.agent, policy_id: opts.policy, decision: opts.decision, reason_code: opts.reason, from: opts.from, to: opts.to };
+    const { data, pagination } = await fetchPages<Violation>(client, '/violations', query, { limit: opts.limit, cursor: opts.cursor, all: opts.all, noun: 'violations' });
+    if (out.json) return out.printJson({ data, pagination });
+    if (data.length === 0) return out.line('No violations match.');
+    out.table(
+      ['Time', 'Agent', 'Action', 'Amount', 'Counterparty', 'Decision', 'Reason', 'Rule', 'Policy', 'Message'],
+      data.map((v) => [when(v.timestamp), v.agent_id, v.action_type, typeof v.amount_minor === 'number' ? formatMoney({ amount: v.amount_minor, currency: v.currency.toLowerCase() }) : `${v.amount} ${v.currency}`, v.counterparty, v.decision, v.reason_code, v.violated_rule_id, v.policy_id ? `${v.policy_id} v${v.policy_version ?? '?'}` : null, truncate(v.message, 60)]),
+    );
+    out.line(`${data.length} of ${pagination.total_count} violation${pagination.total_count === 1 ? '' : 's'}.`);
+    nextPageHint(out, pagination);
+  });
 }
