@@ -6,7 +6,7 @@ import Stripe from 'stripe';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
 import { databaseUrl, uniqueId } from '../helpers/gateway.js';
-import { startGatewayProcess } from '../helpers/gateway-process.js';
+import { startGatewayProcesses } from '../helpers/gateway-process.js';
 import type { GatewayProcess } from '../helpers/gateway-process.js';
 
 const ADMIN = 'two-process-admin-token-0000';
@@ -16,7 +16,7 @@ let gateways: GatewayProcess[] = [];
 before(async () => {
   fake = await startFakeStripe();
   const env = { DATABASE_URL: databaseUrl(), SPEND_ADMIN_TOKEN: ADMIN, STRIPE_SECRET_KEY: 'sk_test_twoprocess', STRIPE_API_BASE: fake.url };
-  gateways = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
+  gateways = await startGatewayProcesses(2, env);
 });
 after(async () => {
   await Promise.all(gateways.map((g) => g.stop()));

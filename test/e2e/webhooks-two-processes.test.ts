@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
 import { databaseUrl, testKnex, uniqueId } from '../helpers/gateway.js';
-import { startGatewayProcess } from '../helpers/gateway-process.js';
+import { startGatewayProcesses } from '../helpers/gateway-process.js';
 import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
 
@@ -17,7 +17,7 @@ let knex: Knex;
 before(async () => {
   knex = testKnex(2);
   const env = { DATABASE_URL: databaseUrl(), SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET };
-  gateways = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
+  gateways = await startGatewayProcesses(2, env);
 });
 after(async () => {
   await Promise.all(gateways.map((g) => g.stop()));
