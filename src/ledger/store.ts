@@ -57,13 +57,11 @@ export async function loadStates(
   const states = new Map(agentIds.map((id) => [id, new AgentState(id)]));
   const previous = new Map<string, PreviousCheck>();
   // Both reads go out together (one round trip on the pipelined connection).
-  const earlier = idempotencyKeys.length === 0 ? undefined : prepared(tx, 'previous',
-    `select d.* from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)`,
-    [idempotencyKeys.map((k) => k[0]), idempotencyKeys.map((k) => k[1])],
+  const earlier = idempotencyKeys.length === 0 ? undefined : prepared(tx, 'previous', [idempotencyKeys.map((k) => k[0]), idempotencyKeys.map((k) => k[1])],
   );
   // Every counter the new reservations fall in, not only those these policies read: each must see
   // every reservation, or a later policy reading it would see too little.
-  const counters = prepared(tx, 'counters', 'select * from usage_counters where agent_id = any($1::text[]) and window_end > $2 and window_start <= $3', [agentIds, times[0], times[1]]);
+  const counters = prepared(tx, 'counters', [agentIds, times[0], times[1]]);
   earlier?.catch(() => undefined); // a failure is reported by the await below
   counters.catch(() => undefined);
   for (const row of (await earlier)?.rows ?? []) previous.set(`${row.agent_id}\u0000${row.idempotency_key}`, checkFromRow(row));
@@ -113,11 +111,7 @@ async function summarize(tx: Tx, agentId: string, spec: UsageSpec) {
 /** Frozen agents and registry cards among those a batch touches (one round trip). */
 export async function loadGuards(tx: Tx, agentIds: string[], cards: { processor: string; id: string }[]): Promise<Guards> {
   const guards: Guards = { agents: new Map(), cards: new Map() };
-  const { rows } = await prepared(tx, 'guards',
-    `select 'agent' as kind, id as key, status from agents where id = any($1::text[]) and status <> 'active'
-     union all
-     select 'card', c.processor || ':' || c.id, c.status from cards c join unnest($2::text[], $3::text[]) as k(processor, id) using (processor, id) where c.status <> 'active'`,
-    [agentIds, cards.map((c) => c.processor), cards.map((c) => c.id)],
+  const { rows } = await prepared(tx, 'guards', [agentIds, cards.map((c) => c.processor), cards.map((c) => c.id)],
   );
   for (const r of rows) (r.kind === 'agent' ? guards.agents : guards.cards).set(r.key, r.status);
   return guards;
@@ -144,11 +138,7 @@ export interface ReservationUpdate {
 export async function loadReservations(tx: Tx, keys: [string, string][]): Promise<Map<string, StoredReservation>> {
   const found = new Map<string, StoredReservation>();
   if (keys.length === 0) return found;
-  const { rows } = await prepared(tx, 'reservations', 
-    `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
-       from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
-      where d.status is not null`,
-    [keys.map((k) => k[0]), keys.map((k) => k[1])],
+  const { rows } = await prepared(tx, 'reservations', [keys.map((k) => k[0]), keys.map((k) => k[1])],
   );
   for (const r of rows) {
     found.set(`${r.agent_id}\u0000${r.idempotency_key}`, { id: r.id, status: r.status, countedAmount: Number(r.counted_amount), actionType: r.action_type, currency: r.currency, counterparty: r.counterparty, createdAt: r.created_at });
@@ -167,38 +157,12 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
   const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
   const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   if (updates.length > 0) {
-    // Only when there is something to settle: a generic plan of this join over an empty list can
-    // still scan decisions.
-    sendBeforeCommit(tx, prepared(tx, 'settle',
-      `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
-         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
-      [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)],
+    // Only when there is something to settle: one statement less in most batches.
+    sendBeforeCommit(tx, prepared(tx, 'settle', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)],
     ));
   }
   if (checks.length + counters.length === 0) return;
-  sendBeforeCommit(tx, prepared(tx, 'write',
-    `with decided as (
-       insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
-         decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
-         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source, reference)
-       select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
-         violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-         created_at, coalesce(status, case when reserved then 'reserved' end), case when reserved then amount end, created_at, source, reference
-       from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
-         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[],
-         $33::text[], $34::text[])
-         as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
-           violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-           created_at, reserved, source, status, reference)
-       returning 1),
-     counted as (
-       insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
-       select * from unnest($23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], $32::int[])
-       on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
-       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
-       returning 1)
-     select (select count(*) from decided) as decided, (select count(*) from counted) as counted`,
-    [
+  sendBeforeCommit(tx, prepared(tx, 'write', [
       col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
       col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
       col((c) => JSON.stringify(c.requestedAmount !== undefined && c.requestedAmount !== c.action.amount ? { ...c.metadata, requested_amount: c.requestedAmount } : c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),

@@ -1,0 +1,38 @@
+// The statements of a ledger transaction, by name. Each is prepared once per connection and
+// planned once (a generic plan: see transaction.ts); every one of them must find its rows through
+// an index whatever the size of the tables, which a test checks (test/ledger/plans.test.ts).
+export const STATEMENTS = {
+  previous: `select d.* from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)`,
+  counters: 'select * from usage_counters where agent_id = any($1::text[]) and window_end > $2 and window_start <= $3',
+  guards: `select 'agent' as kind, id as key, status from agents where id = any($1::text[]) and status <> 'active'
+     union all
+     select 'card', c.processor || ':' || c.id, c.status from cards c join unnest($2::text[], $3::text[]) as k(processor, id) using (processor, id) where c.status <> 'active'`,
+  reservations: `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
+       from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
+      where d.status is not null`,
+  settle: `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
+  write: `with decided as (
+       insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
+         decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
+         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source, reference)
+       select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
+         violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
+         created_at, coalesce(status, case when reserved then 'reserved' end), case when reserved then amount end, created_at, source, reference
+       from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
+         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[],
+         $33::text[], $34::text[])
+         as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
+           violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
+           created_at, reserved, source, status, reference)
+       returning 1),
+     counted as (
+       insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
+       select * from unnest($23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], $32::int[])
+       on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
+       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
+       returning 1)
+     select (select count(*) from decided) as decided, (select count(*) from counted) as counted`,
+} as const;
+
+export type StatementName = keyof typeof STATEMENTS;
