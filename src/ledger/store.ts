@@ -153,7 +153,7 @@ export async function loadReservations(tx: Tx, keys: [string, string][]): Promis
  * written after them with the query builder.
  */
 export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[], updates: ReservationUpdate[] = []): Promise<void> {
-  coalesceWrites(tx.client);
+  coalesceWrites(tx.connection);
   const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
   const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   if (updates.length > 0) {

@@ -11,11 +11,17 @@ import type { StatementName } from './statements.js';
  * adds ~0.3 ms of query building per statement, and a batch has several); the rare ones use the
  * query builder on the same connection.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Rows = { rows: any[] };
+
+/** The pooled pg client: simple-protocol text, or a named statement with its values. */
+interface PgConnection {
+  query(statement: string | { name: string; text: string; values: unknown[] }): Promise<Rows>;
+}
+
 export interface Tx {
-  client: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }; // eslint-disable-line @typescript-eslint/no-explicit-any
   knex: Knex;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  connection: any;
+  connection: PgConnection;
   /**
    * Statements sent but not awaited (a batch's last writes): COMMIT follows them in the same round
    * trip and the transaction waits for all of them.
@@ -32,8 +38,8 @@ export interface Tx {
  * A named statement: PostgreSQL parses and plans it once per connection, not on every batch
  * (on this machine that halves each round trip).
  */
-export function prepared(tx: Tx, name: StatementName, values: unknown[]): Promise<{ rows: any[] }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return (tx.client as unknown as { query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: any[] }> }).query({ name: `ledger_${name}`, text: STATEMENTS[name], values }); // eslint-disable-line @typescript-eslint/no-explicit-any
+export function prepared(tx: Tx, name: StatementName, values: unknown[]): Promise<Rows> {
+  return tx.connection.query({ name: `ledger_${name}`, text: STATEMENTS[name], values });
 }
 
 /**
@@ -54,9 +60,9 @@ export function agentLockKey(agentId: string): bigint {
  * once every lock is held — but a batch waits for three or so round trips instead of seven.
  */
 export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx: Tx) => Promise<T>): Promise<T> {
-  const client = knex.client as unknown as { acquireConnection(): Promise<Tx['client']>; releaseConnection(c: unknown): Promise<void> };
+  const client = knex.client as unknown as { acquireConnection(): Promise<PgConnection>; releaseConnection(c: unknown): Promise<void> };
   const connection = await client.acquireConnection();
-  const tx: Tx = { client: connection, knex, connection, unawaited: [], durable: true };
+  const tx: Tx = { knex, connection, unawaited: [], durable: true };
   const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   try {
     // Literal integers only (no parameters), so this is one simple-protocol message. The ledger's
