@@ -201,7 +201,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       // Sent now, awaited after loadStates: the reads of a batch of checks share one round trip.
       const guarding = checks.length > 0 ? loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : []))) : Promise.resolve(NO_GUARDS);
       guarding.catch(() => undefined); // reported by the await below
-      const reservations = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
+      const { reservations, counters: settledCounters } = await loadReservations(trx, settles.map((j) => [j.agentId, j.idempotencyKey]));
       const counted = countedBefore(reservations);
       const specs: { agentId: string; spec: UsageSpec }[] = [];
       const authorizations = new Map<AuthorizationJob, LoadedAuthorization>();
@@ -220,13 +220,11 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
           if (!known || since < known) lookbacks.set(input.agentId, since);
         }
       }
-      const times = [
-        ...checks.map((j) => j.input.now.getTime()),
-        ...[...reservations.values()].map((r) => r.createdAt.getTime()),
-        ...[...authorizations.values()].flatMap((a) => a.times),
-      ];
+      // The settlements' counters came with their reservations.
+      const times = [...checks.map((j) => j.input.now.getTime()), ...[...authorizations.values()].flatMap((a) => a.times)];
+      const range: [Date, Date] | undefined = times.length > 0 ? [new Date(Math.min(...times)), new Date(Math.max(...times))] : undefined;
       const keys = checks.filter((j) => !j.input.simulate).map((j) => [j.agentId, j.input.idempotencyKey] as [string, string]);
-      const { states, previous } = await loadStates(trx, agents, specs, [new Date(Math.min(...times)), new Date(Math.max(...times))], keys, lookbacks);
+      const { states, previous } = await loadStates(trx, agents, specs, range, keys, lookbacks, settledCounters);
       const guards = await guarding;
       const rows: CheckRow[] = [];
       const updates: ReservationUpdate[] = [];

@@ -10,6 +10,12 @@ export const STATEMENTS = {
   reservations: `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
        from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
       where d.status is not null`,
+  /** The counters the reservations of $1/$2 fall in: read with them, so a settlement costs no extra round trip. */
+  settledCounters: `select c.* from usage_counters c
+       join (select d.agent_id, min(d.created_at) as first, max(d.created_at) as last
+               from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
+              where d.status is not null group by d.agent_id) r using (agent_id)
+      where c.window_end > r.first and c.window_start <= r.last`,
   settle: `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
   write: `with decided as (

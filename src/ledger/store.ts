@@ -10,7 +10,7 @@ import type { UsageSpec } from '../policy/usage.js';
 import type { Guards } from './guards.js';
 import { AgentState } from './state.js';
 import { coalesceWrites, prepared, sendBeforeCommit } from './transaction.js';
-import type { Tx } from './transaction.js';
+import type { Rows, Tx } from './transaction.js';
 import type { Counter, ReservationStatus } from './state.js';
 
 export interface CheckRow {
@@ -49,10 +49,12 @@ export async function loadStates(
   tx: Tx,
   agentIds: string[],
   specs: { agentId: string; spec: UsageSpec }[],
-  /** Earliest and latest decision time in the batch: counters containing them may change. */
-  times: [Date, Date],
+  /** Earliest and latest time of the batch's new decisions: counters containing them may change. */
+  times: [Date, Date] | undefined,
   idempotencyKeys: [string, string][],
   recentSince: Map<string, Date>,
+  /** Counter rows already asked for (those the batch's settlements fall in: loadReservations). */
+  more: Promise<Rows> = Promise.resolve({ rows: [] }),
 ): Promise<{ states: Map<string, AgentState>; previous: Map<string, PreviousCheck> }> {
   const states = new Map(agentIds.map((id) => [id, new AgentState(id)]));
   const previous = new Map<string, PreviousCheck>();
@@ -61,12 +63,12 @@ export async function loadStates(
   );
   // Every counter the new reservations fall in, not only those these policies read: each must see
   // every reservation, or a later policy reading it would see too little.
-  const counters = prepared(tx, 'counters', [agentIds, times[0], times[1]]);
+  const counters = times ? prepared(tx, 'counters', [agentIds, times[0], times[1]]) : Promise.resolve({ rows: [] });
   earlier?.catch(() => undefined); // a failure is reported by the await below
   counters.catch(() => undefined);
   for (const row of (await earlier)?.rows ?? []) previous.set(`${row.agent_id}\u0000${row.idempotency_key}`, checkFromRow(row));
-  const { rows } = await counters;
-  for (const c of rows) states.get(c.agent_id)?.addCounter(counterFromRow(c), false);
+  // A counter in both reads is the same row, read in the same snapshot.
+  for (const c of [...(await more).rows, ...(await counters).rows]) states.get(c.agent_id)?.addCounter(counterFromRow(c), false);
   for (const { agentId, spec } of specs) {
     const state = states.get(agentId);
     if (!state || state.counters.has(usageKey(spec))) continue;
@@ -134,16 +136,22 @@ export interface ReservationUpdate {
   reference: string | null;
 }
 
-/** The reservations a batch settles, by agent and idempotency key. */
-export async function loadReservations(tx: Tx, keys: [string, string][]): Promise<Map<string, StoredReservation>> {
+/**
+ * The reservations a batch settles, by agent and idempotency key, and (`counters`, for loadStates)
+ * the counter rows they fall in, asked for in the same round trip.
+ */
+export async function loadReservations(tx: Tx, keys: [string, string][]): Promise<{ reservations: Map<string, StoredReservation>; counters: Promise<Rows> }> {
   const found = new Map<string, StoredReservation>();
-  if (keys.length === 0) return found;
-  const { rows } = await prepared(tx, 'reservations', [keys.map((k) => k[0]), keys.map((k) => k[1])],
-  );
+  if (keys.length === 0) return { reservations: found, counters: Promise.resolve({ rows: [] }) };
+  const columns = [keys.map((k) => k[0]), keys.map((k) => k[1])];
+  const reading = prepared(tx, 'reservations', columns);
+  const counters = prepared(tx, 'settledCounters', columns);
+  counters.catch(() => undefined); // reported where loadStates awaits it
+  const { rows } = await reading;
   for (const r of rows) {
     found.set(`${r.agent_id}\u0000${r.idempotency_key}`, { id: r.id, status: r.status, countedAmount: Number(r.counted_amount), actionType: r.action_type, currency: r.currency, counterparty: r.counterparty, createdAt: r.created_at });
   }
-  return found;
+  return { reservations: found, counters };
 }
 
 /**

@@ -12,7 +12,7 @@ import type { StatementName } from './statements.js';
  * query builder on the same connection.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Rows = { rows: any[] };
+export type Rows = { rows: any[] };
 
 /** The pooled pg client: simple-protocol text, or a named statement with its values. */
 interface PgConnection {
