@@ -18,7 +18,7 @@ import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
 import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
 import { loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
-import { inTransaction } from './transaction.js';
+import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
 import { countedBefore, raisesCounts } from './durability.js';
@@ -65,6 +65,14 @@ export interface CheckResult {
   status: ReservationStatus | null;
   /** Set when less than asked was approved (allowPartial). */
   partialAmount?: number;
+  /** A reservation this call made (not a replay's): settle() given it needs no read. */
+  reservation?: KnownReservation;
+}
+
+/** A reservation as its check left it: still `reserved`, counting `amount`. */
+export interface KnownReservation {
+  id: string;
+  amount: number;
 }
 
 /** The request's answer deadline passed before it could start: nothing was recorded. */
@@ -96,6 +104,7 @@ interface SettleJob {
   status: Exclude<ReservationStatus, 'reserved'>;
   amount?: number;
   reference?: string;
+  known?: KnownReservation;
   resolve(status: ReservationStatus): void;
   reject(error: unknown): void;
 }
@@ -112,9 +121,20 @@ type Job = CheckJob | SettleJob | AuthorizationJob;
 
 export interface Ledger {
   check(input: CheckInput): Promise<CheckResult>;
-  settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, options?: { amount?: number; reference?: string }): Promise<ReservationStatus>;
+  /**
+   * Commit, release or mark unknown the reservation under this key. Given the reservation as
+   * the check returned it, the settlement is one round trip (one statement behind BEGIN) while it
+   * is still as the check left it, and takes the general path otherwise.
+   */
+  settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, options?: SettleOptions): Promise<ReservationStatus>;
   /** What a processor says about a card authorization: its reservations follow the truth. */
   settleAuthorization(input: AuthorizationSettlementInput): Promise<AuthorizationSettlement>;
+}
+
+export interface SettleOptions {
+  amount?: number;
+  reference?: string;
+  reservation?: KnownReservation;
 }
 
 export interface LedgerOptions {
@@ -193,6 +213,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * settlements in queue order against in-memory counters, and write everything at once.
    */
   async function runBatch(batch: Job[]): Promise<void> {
+    if (batch.every((j) => j.kind === 'settle' && j.known) && new Set(batch.map((j) => (j as SettleJob).known?.id)).size === batch.length) {
+      return settleKnown(batch as SettleJob[]);
+    }
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
     const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
     const syncs = batch.filter((j): j is AuthorizationJob => j.kind === 'authorization');
@@ -248,6 +271,30 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     });
   }
 
+  /**
+   * Settlements of reservations as their checks left them: one statement, sent with BEGIN and
+   * COMMIT in one round trip. One that no longer applies (settled meanwhile, by a retry in
+   * another process) goes through the general path again.
+   */
+  async function settleKnown(batch: SettleJob[]): Promise<void> {
+    const updates = batch.map((j) => {
+      const known = j.known as KnownReservation;
+      return { id: known.id, status: j.status, amount: j.amount ?? known.amount, reference: j.reference ?? null };
+    });
+    const before = new Map(batch.map((j) => [(j.known as KnownReservation).id, contribution('reserved', (j.known as KnownReservation).amount)]));
+    const applied = await inTransaction(knex, [...new Set(batch.map((j) => j.agentId))], async (trx) => {
+      trx.durable = raisesCounts(updates, before);
+      const sent = prepared(trx, 'settleKnown', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference), updates.map((u) => before.get(u.id)?.reserved ?? 0)]);
+      sendBeforeCommit(trx, sent);
+      return { sent }; // not awaited here: COMMIT goes out with it
+    });
+    const ids = new Set((await applied.sent).rows.map((r: { id: string }) => r.id));
+    for (const job of batch) {
+      if (ids.has((job.known as KnownReservation).id)) job.resolve(job.status);
+      else pending.unshift({ ...job, known: undefined });
+    }
+  }
+
   function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {
     const { input } = job;
     const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
@@ -283,6 +330,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       state.recent.unshift(facts);
       result.reserved = true;
       result.status = 'reserved';
+      result.reservation = { id: result.checkId, amount };
     }
     return result;
   }
@@ -310,9 +358,10 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     return job.status;
   }
 
-  function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: { amount?: number; reference?: string } = {}): Promise<ReservationStatus> {
+  function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: SettleOptions = {}): Promise<ReservationStatus> {
+    const { reservation, ...rest } = opts;
     return new Promise((resolve, reject) => {
-      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...opts, resolve, reject });
+      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...rest, ...(reservation ? { known: reservation } : {}), resolve, reject });
       pump();
     });
   }

@@ -16,6 +16,34 @@ export const STATEMENTS = {
                from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
               where d.status is not null group by d.agent_id) r using (agent_id)
       where c.window_end > r.first and c.window_start <= r.last`,
+  /**
+   * Settle reservations this process made and knows ($5: the amount each still counts as
+   * reserved), in one statement with no read before it: each applies only if it is still
+   * reserved at that amount, and moves every counter it falls in by the difference — the same
+   * counters and sums as counts() and contribution() (src/ledger/state.ts) in the general path.
+   * Returns the ids that applied; the others take the general path.
+   */
+  settleKnown: `with settled as (
+       update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) as u(id, status, amount, reference, was)
+        where d.id = u.id and d.status = 'reserved' and d.counted_amount = u.was
+       returning d.id, d.agent_id, d.created_at, d.currency, d.action_type, d.counterparty, u.status, u.amount, u.was),
+     moved as (
+       select c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty,
+              sum(case when s.status in ('reserved', 'unknown') then s.amount else 0 end - s.was) as reserved,
+              sum(case when s.status = 'committed' then s.amount else 0 end) as spent,
+              sum(case when s.status = 'released' then -1 else 0 end) as count
+         from settled s join usage_counters c on c.agent_id = s.agent_id and c.window_start <= s.created_at and c.window_end > s.created_at
+        where (c.currency = '' or c.currency = s.currency)
+          and (c.action_filter = '' or s.action_type = any(string_to_array(c.action_filter, ',')))
+          and (c.counterparty = '' or c.counterparty = '=' || s.counterparty)
+        group by 1, 2, 3, 4, 5, 6),
+     counted as (
+       update usage_counters c set reserved = c.reserved + m.reserved, spent = c.spent + m.spent, count = c.count + m.count
+         from moved m
+        where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty) = (m.agent_id, m."window", m.window_start, m.currency, m.action_filter, m.counterparty)
+       returning 1)
+     select s.id, (select count(*) from counted) as counters from settled s`,
   settle: `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
   write: `with decided as (

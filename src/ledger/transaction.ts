@@ -72,20 +72,21 @@ export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx
     // would otherwise scan it for good), hence enable_seqscan off in this transaction.
     coalesceWrites(connection);
     const begun = connection.query(`begin; set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
-    const working = work(tx);
+    begun.catch(() => undefined); // reported below
+    let result: T;
     try {
-      await begun;
+      result = await working(work, tx);
     } catch (error) {
-      // The statements behind it fail only because it did: report its error, once they are done.
-      await working.catch(() => undefined);
-      await Promise.allSettled(tx.unawaited);
+      // The statements behind BEGIN fail only because it did: report its error if it failed.
+      await begun;
       throw error;
     }
-    const result = await working;
-    // A failed write leaves the transaction aborted, and COMMIT then rolls back without an error:
-    // the write's own error is what Promise.all reports.
+    // Work that reads waited for BEGIN already; work that only writes did not, and its COMMIT
+    // leaves in the same round trip as BEGIN. A COMMIT behind a failed BEGIN or write finds the
+    // transaction aborted and rolls back without an error: Promise.all reports the first error,
+    // BEGIN's before the statements that failed because of it.
     const commit = connection.query(tx.durable ? 'commit' : 'set local synchronous_commit = off; commit');
-    await Promise.all([...tx.unawaited, commit]);
+    await Promise.all([begun, ...tx.unawaited, commit]);
     return result;
   } catch (error) {
     await Promise.allSettled(tx.unawaited);
@@ -93,6 +94,16 @@ export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx
     throw error;
   } finally {
     await client.releaseConnection(connection);
+  }
+}
+
+/** `work(tx)`, and once it is done (or failed), every statement it sent without awaiting. */
+async function working<T>(work: (tx: Tx) => Promise<T>, tx: Tx): Promise<T> {
+  try {
+    return await work(tx);
+  } catch (error) {
+    await Promise.allSettled(tx.unawaited);
+    throw error;
   }
 }
 

@@ -10,7 +10,7 @@ import { AppError } from '../errors.js';
 import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { KnownReservation, Ledger } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
@@ -132,7 +132,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     forward.onAnswer = async (answer: UpstreamAnswer) => {
       // Settle first: when the agent sees the answer, the ledger already agrees with Stripe.
       try {
-        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency);
+        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency, result.reservation);
         if (classification.endpoint === 'issuing_card_create') await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
@@ -143,7 +143,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
-        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released');
+        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released', result.reservation ? { reservation: result.reservation } : {});
       } finally {
         log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
         if (!res.headersSent) {
@@ -189,7 +189,9 @@ function reportedAmount(object: Record<string, unknown>, currency: string): numb
   }
 }
 
-async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string): Promise<void> {
+/** Settle by Stripe's answer; `reservation`, when this call made it, spares the ledger a read. */
+async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string, reservation: KnownReservation | undefined): Promise<void> {
+  const known = reservation ? { reservation } : {};
   if (answer.status >= 200 && answer.status < 300) {
     let reference: string | undefined;
     let amount: number | undefined;
@@ -200,11 +202,11 @@ async function settle(deps: MirrorDeps, agentId: string, key: string, answer: Up
     } catch {
       // not JSON: committed without an object id, at the amount reserved
     }
-    await deps.ledger.settle(agentId, key, 'committed', { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) });
+    await deps.ledger.settle(agentId, key, 'committed', { ...known, ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) });
   } else if (answer.status >= 400 && answer.status < 500) {
-    await deps.ledger.settle(agentId, key, 'released');
+    await deps.ledger.settle(agentId, key, 'released', known);
   } else {
-    await deps.ledger.settle(agentId, key, 'unknown');
+    await deps.ledger.settle(agentId, key, 'unknown', known);
   }
 }
 

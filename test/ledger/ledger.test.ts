@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
 import { createLedger } from '../../src/ledger/ledger.js';
-import type { CheckInput, Ledger } from '../../src/ledger/ledger.js';
+import type { CheckInput, CheckResult, Ledger } from '../../src/ledger/ledger.js';
 import type { Action, PolicyDocument } from '../../src/policy/model.js';
 import { compiledPolicy, savePolicy } from '../../src/policy/store.js';
 import { testKnex, uniqueId } from '../helpers/gateway.js';
@@ -116,6 +116,73 @@ test('when reservations are committed, released or marked unknown, then the budg
   const [after] = await counters(agent.agentId);
   assert.equal(after.spent, 1100, 'money that moved after all is counted');
   assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
+});
+
+/** Every counter of an agent, without the agent id: comparable across agents. */
+async function counterValues(agentId: string) {
+  const rows = await knex('usage_counters').where({ agent_id: agentId }).orderBy(['window', 'currency', 'action_filter', 'counterparty']);
+  return rows.map((c) => ({ window: c.window, currency: c.currency, filter: c.action_filter, counterparty: c.counterparty, reserved: Number(c.reserved), spent: Number(c.spent), count: c.count }));
+}
+
+const manyCounters = [
+  ...dailyFifty,
+  { rule_id: 'monthly', rule_type: 'velocity_limit', parameters: { limit: 500, currency: 'USD', window: 'monthly' } },
+  { rule_id: 'refunds', rule_type: 'velocity_limit', parameters: { limit: 40, currency: 'USD', window: 'daily', action_types: ['refund'] } },
+  { rule_id: 'rate', rule_type: 'rate_limit', parameters: { max_count: 100, window: 'daily' } },
+  { rule_id: 'per_cp', rule_type: 'counterparty_limit', parameters: { max_count: 50, window: 'daily' } },
+];
+
+test('when reservations are settled with the reservation their check returned, then every counter ends as the general path leaves it', async () => {
+  const known = await agentWith(manyCounters);
+  const general = await agentWith(manyCounters);
+  const actions: Partial<Action>[] = [
+    { amount: 1500, counterparty: 'acme' }, { amount: 700, actionType: 'refund', counterparty: 'acme' },
+    { amount: 900, counterparty: 'globex' }, { amount: 300, actionType: 'refund' }, { amount: 1200, counterparty: 'acme' },
+  ];
+  // committed for less, committed for more than reserved, released, unknown, committed as reserved
+  const settlements = [['committed', 1000], ['committed', 800], ['released', undefined], ['unknown', undefined], ['committed', undefined]] as const;
+  for (const agent of [known, general]) {
+    const results: CheckResult[] = [];
+    for (const [i, action] of actions.entries()) results.push(await ledger.check(input(agent, `s${i}`, action)));
+    assert.ok(results.every((r) => r.decision.decision === 'allow' && r.reservation), 'every check reserved');
+    await Promise.all(settlements.map(([status, amount], i) => ledger.settle(agent.agentId, `s${i}`, status, {
+      ...(amount !== undefined ? { amount } : {}),
+      ...(agent === known ? { reservation: results[i]?.reservation } : {}),
+    })));
+  }
+  const values = await counterValues(known.agentId);
+  assert.equal(values.length, 7, 'daily, monthly, refunds, rate and three counterparty counters');
+  assert.deepEqual(values, await counterValues(general.agentId));
+  const daily = values.find((c) => c.window === 'daily' && c.currency === 'usd' && c.filter === '' && c.counterparty === '');
+  assert.deepEqual({ reserved: daily?.reserved, spent: daily?.spent, count: daily?.count }, { reserved: 300, spent: 1000 + 800 + 1200, count: 4 });
+  const statuses = await knex('decisions').where({ agent_id: known.agentId }).orderBy('idempotency_key').select('status', 'counted_amount');
+  assert.deepEqual(statuses.map((d) => [d.status, Number(d.counted_amount)]), [['committed', 1000], ['committed', 800], ['released', 900], ['unknown', 300], ['committed', 1200]]);
+});
+
+test('when a reservation was settled elsewhere before its known settlement arrives, then that settlement takes the general path and counts once', async () => {
+  const agent = await agentWith(dailyFifty);
+  const result = await ledger.check(input(agent, 'k', { amount: 1000 }));
+  assert.ok(result.reservation);
+  // A retry in another process committed it first (no reservation given: the general path).
+  assert.equal(await ledger.settle(agent.agentId, 'k', 'committed', { amount: 1000 }), 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'k', 'released', { reservation: result.reservation }), 'committed', 'committed is final');
+  assert.equal(await ledger.settle(agent.agentId, 'k', 'committed', { amount: 1000, reservation: result.reservation }), 'committed');
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual({ reserved: Number(counter.reserved), spent: Number(counter.spent), count: counter.count }, { reserved: 0, spent: 1000, count: 1 });
+});
+
+test('when 100 known reservations of one agent settle at once, then every counter moves by their sum', async () => {
+  const agent = await agentWith(manyCounters);
+  const results = await Promise.all(Array.from({ length: 100 }, (_, i) => ledger.check(input(agent, `m${i}`, { amount: 10, counterparty: i % 2 ? 'acme' : 'globex' }))));
+  assert.equal(results.filter((r) => r.reservation).length, 100);
+  const settled = await Promise.all(results.map((r, i) => ledger.settle(agent.agentId, `m${i}`, i < 60 ? 'committed' : 'released', { reservation: r.reservation })));
+  assert.equal(settled.filter((s) => s === 'committed').length, 60);
+  const values = await counterValues(agent.agentId);
+  const pick = (window: string, counterparty = '', currency = 'usd') => values.find((c) => c.window === window && c.counterparty === counterparty && c.currency === currency && c.filter === '');
+  assert.deepEqual(pick('daily'), { window: 'daily', currency: 'usd', filter: '', counterparty: '', reserved: 0, spent: 600, count: 60 });
+  assert.deepEqual(pick('monthly'), { window: 'monthly', currency: 'usd', filter: '', counterparty: '', reserved: 0, spent: 600, count: 60 });
+  assert.deepEqual(pick('daily', '', '')?.count, 60, 'the rate counter (any currency)');
+  assert.equal((pick('daily', '=acme', '')?.count ?? 0) + (pick('daily', '=globex', '')?.count ?? 0), 60, 'the counterparty counters');
 });
 
 test('when the policy gains a new limit mid-day, then its counter starts from what was already reserved today', async () => {
