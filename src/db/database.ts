@@ -40,7 +40,10 @@ interface KnexLog {
 /**
  * Pipelined connections (node-postgres `pipeline`, not in knex's types): a query is sent without
  * waiting for the one before it to finish. Code that awaits each query behaves exactly as before;
- * the ledger sends a batch's independent statements together (ledger/store.ts).
+ * the ledger sends a batch's independent statements together (ledger/store.ts), and may send
+ * COMMIT before BEGIN has answered (ledger/transaction.ts). That is safe only because the
+ * server runs them in order and no client-side query timeout is set: one would report a BEGIN
+ * still waiting for a lock as failed while the statements behind it went on to commit.
  */
 function pgConnection(url: string): Knex.PgConnectionConfig {
   const config = { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: 1500, pipeline: true };

@@ -284,15 +284,17 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const before = new Map(batch.map((j) => [(j.known as KnownReservation).id, contribution('reserved', (j.known as KnownReservation).amount)]));
     const applied = await inTransaction(knex, [...new Set(batch.map((j) => j.agentId))], async (trx) => {
       trx.durable = raisesCounts(updates, before);
-      const sent = prepared(trx, 'settleKnown', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference), updates.map((u) => before.get(u.id)?.reserved ?? 0)]);
+      const sent = prepared(trx, 'settleKnown', [
+        updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference),
+        updates.map((u) => before.get(u.id)?.reserved ?? 0), batch.map((j) => j.agentId), batch.map((j) => j.idempotencyKey),
+      ]);
       sendBeforeCommit(trx, sent);
       return { sent }; // not awaited here: COMMIT goes out with it
     });
     const ids = new Set((await applied.sent).rows.map((r: { id: string }) => r.id));
-    for (const job of batch) {
-      if (ids.has((job.known as KnownReservation).id)) job.resolve(job.status);
-      else pending.unshift({ ...job, known: undefined });
-    }
+    const missed = batch.filter((job) => !ids.has((job.known as KnownReservation).id));
+    for (const job of batch) if (!missed.includes(job)) job.resolve(job.status);
+    pending.unshift(...missed.map((job) => ({ ...job, known: undefined })));
   }
 
   function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {

@@ -19,14 +19,14 @@ export const STATEMENTS = {
   /**
    * Settle reservations this process made and knows ($5: the amount each still counts as
    * reserved), in one statement with no read before it: each applies only if it is still
-   * reserved at that amount, and moves every counter it falls in by the difference — the same
+   * reserved at that amount under the agent and key settled (whose lock the batch holds), and moves every counter it falls in by the difference — the same
    * counters and sums as counts() and contribution() (src/ledger/state.ts) in the general path.
    * Returns the ids that applied; the others take the general path.
    */
   settleKnown: `with settled as (
        update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
-         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) as u(id, status, amount, reference, was)
-        where d.id = u.id and d.status = 'reserved' and d.counted_amount = u.was
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[]) as u(id, status, amount, reference, was, agent_id, idempotency_key)
+        where d.id = u.id and d.agent_id = u.agent_id and d.idempotency_key = u.idempotency_key and d.status = 'reserved' and d.counted_amount = u.was
        returning d.id, d.agent_id, d.created_at, d.currency, d.action_type, d.counterparty, u.status, u.amount, u.was),
      moved as (
        select c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty,

@@ -159,6 +159,44 @@ test('when reservations are settled with the reservation their check returned, t
   assert.deepEqual(statuses.map((d) => [d.status, Number(d.counted_amount)]), [['committed', 1000], ['committed', 800], ['released', 900], ['unknown', 300], ['committed', 1200]]);
 });
 
+/** A ledger on its own pool whose connections report the named statements they are sent. */
+function statementSpy() {
+  const spied = testKnex(2);
+  const names: string[] = [];
+  const client = spied.client as { acquireConnection(): Promise<{ query: (...args: unknown[]) => unknown; spied?: boolean }> };
+  const acquire = client.acquireConnection.bind(client);
+  client.acquireConnection = async () => {
+    const connection = await acquire();
+    if (!connection.spied) {
+      const query = connection.query.bind(connection);
+      connection.query = (statement: unknown, ...rest: unknown[]) => {
+        names.push(typeof statement === 'string' ? statement.split(' ')[0] ?? '' : (statement as { name: string }).name);
+        return query(statement, ...rest);
+      };
+      connection.spied = true;
+    }
+    return connection;
+  };
+  return { ledger: createLedger(spied), names, destroy: () => spied.destroy() };
+}
+
+test('when a settlement is given the reservation its check returned, then it is one statement between BEGIN and COMMIT, with no read', async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    const result = await spy.ledger.check(input(agent, 'k', { amount: 1000 }));
+    spy.names.length = 0;
+    assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'committed', { amount: 900, reservation: result.reservation }), 'committed');
+    assert.deepEqual(spy.names, ['begin;', 'ledger_settleKnown', 'set'], 'BEGIN with the locks, the settlement, COMMIT (synchronous_commit off: it counts less)');
+    spy.names.length = 0;
+    // Already settled: the known path finds nothing to apply and the general path reads.
+    assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'released', { reservation: result.reservation }), 'committed');
+    assert.deepEqual(spy.names.filter((n) => n.startsWith('ledger_')), ['ledger_settleKnown', 'ledger_reservations', 'ledger_settledCounters']);
+  } finally {
+    await spy.destroy();
+  }
+});
+
 test('when a reservation was settled elsewhere before its known settlement arrives, then that settlement takes the general path and counts once', async () => {
   const agent = await agentWith(dailyFifty);
   const result = await ledger.check(input(agent, 'k', { amount: 1000 }));
@@ -169,6 +207,17 @@ test('when a reservation was settled elsewhere before its known settlement arriv
   assert.equal(await ledger.settle(agent.agentId, 'k', 'committed', { amount: 1000, reservation: result.reservation }), 'committed');
   const [counter] = await counters(agent.agentId);
   assert.deepEqual({ reserved: Number(counter.reserved), spent: Number(counter.spent), count: counter.count }, { reserved: 0, spent: 1000, count: 1 });
+});
+
+test("when a settlement names another agent's reservation, then that reservation is untouched and the agent's own key is settled", async () => {
+  const [a, b] = [await agentWith(dailyFifty), await agentWith(dailyFifty)];
+  const ofA = await ledger.check(input(a, 'k', { amount: 1000 }));
+  await ledger.check(input(b, 'k', { amount: 700 }));
+  assert.equal(await ledger.settle(b.agentId, 'k', 'released', { reservation: ofA.reservation }), 'released');
+  assert.equal((await knex('decisions').where({ id: ofA.checkId }).first()).status, 'reserved');
+  const [counterA] = await counters(a.agentId);
+  const [counterB] = await counters(b.agentId);
+  assert.deepEqual([Number(counterA.reserved), counterA.count, Number(counterB.reserved), counterB.count], [1000, 1, 0, 0]);
 });
 
 test('when 100 known reservations of one agent settle at once, then every counter moves by their sum', async () => {
