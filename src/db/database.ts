@@ -7,6 +7,7 @@ import * as policyCore from '../../migrations/20261122000000_policy_core.js';
 import * as transactions from '../../migrations/20261122010000_transactions.js';
 import * as cards from '../../migrations/20261122020000_cards.js';
 import * as cardCommands from '../../migrations/20261122030000_card_commands.js';
+import * as oneReferenceIndex from '../../migrations/20261122040000_one_reference_index.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
   const n = Number(value);
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261122010000_transactions': transactions,
   '20261122020000_cards': cards,
   '20261122030000_card_commands': cardCommands,
+  '20261122040000_one_reference_index': oneReferenceIndex,
 };
 
 /** Migrations are listed in code, so they load the same under tsx, compiled, or in a container. */
