@@ -1,11 +1,15 @@
 // Real-time card authorizations: signed Stripe `issuing_authorization.request` events posted to a
 // gateway process (its own process, durable commits), every one a new authorization that is
 // decided and reserved. Closed loop at 32 in flight over 64 cards (64 agents) and on one hot card
-// (autocannon); then an open loop at a fixed 500 requests/s for the latency goal.
+// (autocannon); then an open loop at a fixed 500 requests/s for the latency goal, and the same open
+// loop against a server that only parses and answers (bench/minimal-webhook.ts): the floor.
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMs, postgresCpuMs } from './cpu.js';
 import { percentiles, post } from './http.js';
+import { freePort } from '../src/db/embedded.js';
 import { startGatewayProcess } from '../test/helpers/gateway-process.js';
 import type { GatewayProcess as Gateway } from '../test/helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
@@ -23,6 +27,35 @@ export interface AuthorizationFigures {
   failMode: number;
   /** CPU per request, µs: the gateway process, PostgreSQL (all backends), this client. */
   cpuUs: { gateway: number; postgres: number; client: number };
+  /** What answered, when not the gateway. */
+  server?: string;
+}
+
+/**
+ * bench/minimal-webhook.ts in its own process: the same fixed-rate load against it shows what the
+ * client and this machine alone cost each request's latency (the floor under the p99 goal).
+ */
+async function startFloor(): Promise<Gateway> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(path.dirname(new URL(import.meta.url).pathname), 'minimal-webhook.ts'), String(port)], { stdio: 'inherit' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`);
+      return { child, port, adminPort: port, stop };
+    } catch {
+      if (Date.now() > deadline || child.exitCode !== null) {
+        await stop();
+        throw new Error('the floor server did not start');
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 async function createAgents(gw: Gateway, agent: http.Agent, count: number, tag: string): Promise<string[]> {
@@ -144,6 +177,12 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
     figures.push(await closedLoop(gw, '32 in flight on one hot card', signedRequests([hot as string], total), 32));
     figures.push(await openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500));
     figures.push(await closedLoop(gw, 'one at a time (unloaded latency)', signedRequests(many, 1000), 1));
+    const floor = await startFloor();
+    try {
+      figures.push({ ...(await openLoop(floor, 'floor: 500/s to a server that only parses', signedRequests(many, 5000), 500)), server: 'floor server' });
+    } finally {
+      await floor.stop();
+    }
     return figures;
   } finally {
     setup.destroy();
