@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMs, postgresCpuMs } from './cpu.js';
-import { percentiles, post } from './http.js';
+import { percentiles, post, waitForPort } from './http.js';
 import { freePort } from '../src/db/embedded.js';
 import { startGatewayProcess } from '../test/helpers/gateway-process.js';
 import type { GatewayProcess as Gateway } from '../test/helpers/gateway-process.js';
@@ -43,19 +43,11 @@ async function startFloor(): Promise<Gateway> {
     if (child.exitCode === null) child.kill('SIGTERM');
     await exited;
   };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      await fetch(`http://127.0.0.1:${port}/`);
-      return { child, port, adminPort: port, stop };
-    } catch {
-      if (Date.now() > deadline || child.exitCode !== null) {
-        await stop();
-        throw new Error('the floor server did not start');
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await waitForPort(port).catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
+  return { child, port, adminPort: port, stop };
 }
 
 async function createAgents(gw: Gateway, agent: http.Agent, count: number, tag: string): Promise<string[]> {

@@ -13,6 +13,20 @@ export function post(agent: http.Agent, port: number, path: string, headers: Rec
   });
 }
 
+/** Resolves once something answers HTTP on the port (any status), within 60 s. */
+export async function waitForPort(port: number, path = '/'): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}${path}`);
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`nothing listening on ${port}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** Sorts `samples` (ms) in place and reads percentiles from them, rounded to `digits`. */
 export function percentiles(samples: number[], digits = 2): (p: number) => number {
   samples.sort((a, b) => a - b);

@@ -18,6 +18,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../src/db/embedded.js';
 import { cpuMs } from './cpu.js';
+import { waitForPort } from './http.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const ADMIN = 'bench-mirror-admin-token-000';
@@ -62,19 +63,6 @@ function startProcess(args: string[], env: Record<string, string>): ChildProcess
   const profiled = args[0]?.endsWith('main.ts') || args[0]?.endsWith('minimal-proxy.ts');
   const profile = process.env.BENCH_PROFILE && profiled ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   return spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-async function waitForPort(port: number, path = '/'): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      await fetch(`http://127.0.0.1:${port}${path}`);
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`nothing listening on ${port}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 interface Target {

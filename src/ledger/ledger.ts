@@ -277,24 +277,22 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * another process) goes through the general path again.
    */
   async function settleKnown(batch: SettleJob[]): Promise<void> {
-    const updates = batch.map((j) => {
-      const known = j.known as KnownReservation;
-      return { id: known.id, status: j.status, amount: j.amount ?? known.amount, reference: j.reference ?? null };
-    });
-    const before = new Map(batch.map((j) => [(j.known as KnownReservation).id, contribution('reserved', (j.known as KnownReservation).amount)]));
+    const known = batch.map((j) => j.known as KnownReservation);
+    const updates = batch.map((j, i) => ({ id: known[i]!.id, status: j.status, amount: j.amount ?? known[i]!.amount, reference: j.reference ?? null }));
+    const before = new Map(known.map((k) => [k.id, contribution('reserved', k.amount)]));
     const applied = await inTransaction(knex, [...new Set(batch.map((j) => j.agentId))], async (trx) => {
       trx.durable = raisesCounts(updates, before);
       const sent = prepared(trx, 'settleKnown', [
         updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference),
-        updates.map((u) => before.get(u.id)?.reserved ?? 0), batch.map((j) => j.agentId), batch.map((j) => j.idempotencyKey),
+        known.map((k) => k.amount), batch.map((j) => j.agentId), batch.map((j) => j.idempotencyKey),
       ]);
       sendBeforeCommit(trx, sent);
       return { sent }; // not awaited here: COMMIT goes out with it
     });
     const ids = new Set((await applied.sent).rows.map((r: { id: string }) => r.id));
-    const missed = batch.filter((job) => !ids.has((job.known as KnownReservation).id));
-    for (const job of batch) if (!missed.includes(job)) job.resolve(job.status);
-    pending.unshift(...missed.map((job) => ({ ...job, known: undefined })));
+    const missed: SettleJob[] = [];
+    batch.forEach((job, i) => (ids.has(known[i]!.id) ? job.resolve(job.status) : missed.push({ ...job, known: undefined })));
+    pending.unshift(...missed);
   }
 
   function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {
@@ -363,7 +361,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: SettleOptions = {}): Promise<ReservationStatus> {
     const { reservation, ...rest } = opts;
     return new Promise((resolve, reject) => {
-      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...rest, ...(reservation ? { known: reservation } : {}), resolve, reject });
+      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...rest, known: reservation, resolve, reject });
       pump();
     });
   }

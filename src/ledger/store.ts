@@ -59,8 +59,7 @@ export async function loadStates(
   const states = new Map(agentIds.map((id) => [id, new AgentState(id)]));
   const previous = new Map<string, PreviousCheck>();
   // Both reads go out together (one round trip on the pipelined connection).
-  const earlier = idempotencyKeys.length === 0 ? undefined : prepared(tx, 'previous', [idempotencyKeys.map((k) => k[0]), idempotencyKeys.map((k) => k[1])],
-  );
+  const earlier = idempotencyKeys.length === 0 ? undefined : prepared(tx, 'previous', [idempotencyKeys.map((k) => k[0]), idempotencyKeys.map((k) => k[1])]);
   // Every counter the new reservations fall in, not only those these policies read: each must see
   // every reservation, or a later policy reading it would see too little.
   const counters = times ? prepared(tx, 'counters', [agentIds, times[0], times[1]]) : Promise.resolve({ rows: [] });
@@ -113,8 +112,7 @@ async function summarize(tx: Tx, agentId: string, spec: UsageSpec) {
 /** Frozen agents and registry cards among those a batch touches (one round trip). */
 export async function loadGuards(tx: Tx, agentIds: string[], cards: { processor: string; id: string }[]): Promise<Guards> {
   const guards: Guards = { agents: new Map(), cards: new Map() };
-  const { rows } = await prepared(tx, 'guards', [agentIds, cards.map((c) => c.processor), cards.map((c) => c.id)],
-  );
+  const { rows } = await prepared(tx, 'guards', [agentIds, cards.map((c) => c.processor), cards.map((c) => c.id)]);
   for (const r of rows) (r.kind === 'agent' ? guards.agents : guards.cards).set(r.key, r.status);
   return guards;
 }
@@ -166,8 +164,7 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
   const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   if (updates.length > 0) {
     // Only when there is something to settle: one statement less in most batches.
-    sendBeforeCommit(tx, prepared(tx, 'settle', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)],
-    ));
+    sendBeforeCommit(tx, prepared(tx, 'settle', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)]));
   }
   if (checks.length + counters.length === 0) return;
   sendBeforeCommit(tx, prepared(tx, 'write', [

@@ -57,7 +57,8 @@ export function agentLockKey(agentId: string): bigint {
  * The connections are pipelined (database.ts): BEGIN and the locks are not awaited before `work`
  * sends its first reads, and COMMIT is sent right behind the batch's last writes. PostgreSQL still
  * runs each statement after the one before it — the reads start, and take their snapshots, only
- * once every lock is held — but a batch waits for three or so round trips instead of seven.
+ * once every lock is held — but a batch of checks waits for two round trips (its reads, then its
+ * writes with COMMIT), and work that only writes for one.
  */
 export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx: Tx) => Promise<T>): Promise<T> {
   const client = knex.client as unknown as { acquireConnection(): Promise<PgConnection>; releaseConnection(c: unknown): Promise<void> };

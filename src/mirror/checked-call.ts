@@ -143,7 +143,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
-        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released', result.reservation ? { reservation: result.reservation } : {});
+        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
       } finally {
         log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
         if (!res.headersSent) {
@@ -191,7 +191,7 @@ function reportedAmount(object: Record<string, unknown>, currency: string): numb
 
 /** Settle by Stripe's answer; `reservation`, when this call made it, spares the ledger a read. */
 async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string, reservation: KnownReservation | undefined): Promise<void> {
-  const known = reservation ? { reservation } : {};
+  const known = { reservation };
   if (answer.status >= 200 && answer.status < 300) {
     let reference: string | undefined;
     let amount: number | undefined;
