@@ -47,12 +47,16 @@ interface KnexLog {
  * server runs them in order and no client-side query timeout is set: one would report a BEGIN
  * still waiting for a lock as failed while the statements behind it went on to commit.
  */
-function pgConnection(url: string): Knex.PgConnectionConfig {
-  const config = { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: 1500, pipeline: true };
+function pgConnection(url: string, timeoutMs: number): Knex.PgConnectionConfig {
+  const config = { connectionString: url, application_name: 'spendgate', connectionTimeoutMillis: timeoutMs, pipeline: true };
   return config;
 }
 
-export function connect(url: string, poolMax = 10, log?: KnexLog): Knex {
+/**
+ * A pool on the database. A request must fail fast (503) rather than queue behind a dead
+ * database: connecting, or waiting for a pooled connection, gives up after `timeoutMs`.
+ */
+export function connect(url: string, poolMax = 10, log?: KnexLog, timeoutMs = 1500): Knex {
   const quiet = () => undefined;
   return knexFactory({
     log: {
@@ -62,11 +66,10 @@ export function connect(url: string, poolMax = 10, log?: KnexLog): Knex {
       debug: quiet,
     },
     client: 'pg',
-    connection: pgConnection(url),
+    connection: pgConnection(url, timeoutMs),
     pool: { min: 0, max: poolMax },
     migrations: migrationConfig,
-    // A request must fail fast (503) rather than queue behind a dead database.
-    acquireConnectionTimeout: 1500,
+    acquireConnectionTimeout: timeoutMs,
   });
 }
 
