@@ -1,19 +1,34 @@
 // The statements of a ledger transaction, by name. Each is prepared once per connection and
-// planned once (a generic plan: see transaction.ts); every one of them must find its rows through
-// an index whatever the size of the tables, which a test checks (test/ledger/plans.test.ts).
+// planned once (a generic plan: see transaction.ts) and kept while the connection lives, so each
+// must reach its rows by looking up the keys it is given, whatever the tables held when it was
+// planned (test/ledger/plans.test.ts): a plan made on a nearly empty table would otherwise read a
+// whole index, or an agent's whole history, on every batch once the table has grown.
+//
+// Rows are looked up one key at a time in a LATERAL subquery with OFFSET 0, which holds the key
+// conditions and nothing else: the planner cannot move a caller's condition on status inside (it
+// would make decisions_reservations look usable) nor scan the table once and filter the join. Rows
+// are updated by the ctid their lookup found.
+
+/** Each key of `keys` (a row source aliased k, with agent_id and idempotency_key) and its decision d, through the unique key. */
+const decisionByKey = (keys: string) =>
+  `${keys} cross join lateral (select d.ctid as at, d.* from decisions d where d.agent_id = k.agent_id and d.idempotency_key = k.idempotency_key offset 0) d`;
+
 export const STATEMENTS = {
-  previous: `select d.* from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)`,
+  previous: `select d.* from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}`,
   counters: 'select * from usage_counters where agent_id = any($1::text[]) and window_end > $2 and window_start <= $3',
   guards: `select 'agent' as kind, id as key, status from agents where id = any($1::text[]) and status <> 'active'
      union all
-     select 'card', c.processor || ':' || c.id, c.status from cards c join unnest($2::text[], $3::text[]) as k(processor, id) using (processor, id) where c.status <> 'active'`,
+     select 'card', c.processor || ':' || c.id, c.status
+       from unnest($2::text[], $3::text[]) as k(processor, id)
+       cross join lateral (select c.processor, c.id, c.status from cards c where c.processor = k.processor and c.id = k.id offset 0) c
+      where c.status <> 'active'`,
   reservations: `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
-       from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
+       from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}
       where d.status is not null`,
   /** The counters the reservations of $1/$2 fall in: read with them, so a settlement costs no extra round trip. */
   settledCounters: `select c.* from usage_counters c
        join (select d.agent_id, min(d.created_at) as first, max(d.created_at) as last
-               from decisions d join unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key) using (agent_id, idempotency_key)
+               from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}
               where d.status is not null group by d.agent_id) r using (agent_id)
       where c.window_end > r.first and c.window_start <= r.last`,
   /**
@@ -23,11 +38,14 @@ export const STATEMENTS = {
    * counters and sums as counts() and contribution() (src/ledger/state.ts) in the general path.
    * Returns the ids that applied; the others take the general path.
    */
-  settleKnown: `with settled as (
-       update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
-         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[]) as u(id, status, amount, reference, was, agent_id, idempotency_key)
-        where d.id = u.id and d.agent_id = u.agent_id and d.idempotency_key = u.idempotency_key and d.status = 'reserved' and d.counted_amount = u.was
-       returning d.id, d.agent_id, d.created_at, d.currency, d.action_type, d.counterparty, u.status, u.amount, u.was),
+  settleKnown: `with found as (
+       select d.at, k.status, k.amount, k.reference, k.was
+         from ${decisionByKey('unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[]) as k(id, status, amount, reference, was, agent_id, idempotency_key)')}
+        where d.id = k.id and d.status = 'reserved' and d.counted_amount = k.was),
+     settled as (
+       update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
+         from found f where d.ctid = f.at
+       returning d.id, d.agent_id, d.created_at, d.currency, d.action_type, d.counterparty, f.status, f.amount, f.was),
      moved as (
        select c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty,
               sum(case when s.status in ('reserved', 'unknown') then s.amount else 0 end - s.was) as reserved,
@@ -44,8 +62,12 @@ export const STATEMENTS = {
         where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty) = (m.agent_id, m."window", m.window_start, m.currency, m.action_filter, m.counterparty)
        returning 1)
      select s.id, (select count(*) from counted) as counters from settled s`,
-  settle: `update decisions d set status = u.status, counted_amount = u.amount, reference = coalesce(u.reference, d.reference), updated_at = now()
-         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as u(id, status, amount, reference) where d.id = u.id`,
+  settle: `with found as (
+       select d.at, k.status, k.amount, k.reference
+         from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as k(id, status, amount, reference)
+         cross join lateral (select d.ctid as at from decisions d where d.id = k.id offset 0) d)
+     update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
+       from found f where d.ctid = f.at`,
   write: `with decided as (
        insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,

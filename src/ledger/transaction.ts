@@ -51,6 +51,15 @@ export function agentLockKey(agentId: string): bigint {
 }
 
 /**
+ * The planner settings of every ledger transaction. Its named statements are planned once per
+ * connection (a generic plan): planning each batch cost PostgreSQL ~0.8 ms, as much as running it.
+ * Such a plan is kept while the connection lives, so it must be a lookup of the keys given
+ * whatever the tables' size when it was made (test/ledger/plans.test.ts): a sequential scan is
+ * never one.
+ */
+export const PLANNER_SETTINGS = 'set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; set local enable_bitmapscan = off; set local enable_hashjoin = off; set local enable_mergejoin = off';
+
+/**
  * BEGIN, lock the agents (always in key order, so two processes locking overlapping sets cannot
  * deadlock), run `work`, COMMIT — on one pooled connection; ROLLBACK on any error.
  *
@@ -66,13 +75,9 @@ export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx
   const tx: Tx = { knex, connection, unawaited: [], durable: true };
   const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   try {
-    // Literal integers only (no parameters), so this is one simple-protocol message. The ledger's
-    // named statements are planned once per connection (a generic plan): planning each batch
-    // cost PostgreSQL ~0.8 ms, as much as running it. Every such plan must be an index lookup
-    // whatever the table's size when it was made (a generic plan made on a nearly empty table
-    // would otherwise scan it for good), hence enable_seqscan off in this transaction.
+    // Literal integers only (no parameters), so this is one simple-protocol message.
     coalesceWrites(connection);
-    const begun = connection.query(`begin; set local plan_cache_mode = force_generic_plan; set local enable_seqscan = off; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
+    const begun = connection.query(`begin; ${PLANNER_SETTINGS}; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
     begun.catch(() => undefined); // reported below
     let result: T;
     try {
