@@ -7,7 +7,8 @@
 // Rows are looked up one key at a time in a LATERAL subquery with OFFSET 0, which holds the key
 // conditions and nothing else: the planner cannot move a caller's condition on status inside (it
 // would make decisions_reservations look usable) nor scan the table once and filter the join. Rows
-// are updated by the ctid their lookup found.
+// are updated by the ctid their lookup found: only the ledger changes a decision, always under its
+// agent's lock, which the batch holds, so the row is still there.
 
 /** Each key of `keys` (a row source aliased k, with agent_id and idempotency_key) and its decision d, through the unique key. */
 const decisionByKey = (keys: string) =>
