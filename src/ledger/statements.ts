@@ -7,12 +7,14 @@
 // Rows are looked up one key at a time in a LATERAL subquery with OFFSET 0, which holds the key
 // conditions and nothing else: the planner cannot move a caller's condition on status inside (it
 // would make decisions_reservations look usable) nor scan the table once and filter the join. Rows
-// are updated by the ctid their lookup found: only the ledger changes a decision, always under its
-// agent's lock, which the batch holds, so the row is still there.
+// are updated by the ctid their lookup found, and an update repeats the conditions it applies on, so
+// it stays a compare-and-set even if a row were changed meanwhile (only the ledger changes a
+// decision, under the agent's lock the batch holds). Those are written `is not distinct from`: the
+// planner cannot read that as `status is not null`, so decisions_reservations never looks usable.
 
 /** Each key of `keys` (a row source aliased k, with agent_id and idempotency_key) and its decision d, through the unique key. */
 const decisionByKey = (keys: string) =>
-  `${keys} cross join lateral (select d.ctid as at, d.* from decisions d where d.agent_id = k.agent_id and d.idempotency_key = k.idempotency_key offset 0) d`;
+  `${keys} cross join lateral (select d.ctid as found_ctid, d.* from decisions d where d.agent_id = k.agent_id and d.idempotency_key = k.idempotency_key offset 0) d`;
 
 export const STATEMENTS = {
   previous: `select d.* from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}`,
@@ -40,12 +42,12 @@ export const STATEMENTS = {
    * Returns the ids that applied; the others take the general path.
    */
   settleKnown: `with found as (
-       select d.at, k.status, k.amount, k.reference, k.was
+       select d.found_ctid, k.status, k.amount, k.reference, k.was
          from ${decisionByKey('unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[]) as k(id, status, amount, reference, was, agent_id, idempotency_key)')}
         where d.id = k.id and d.status = 'reserved' and d.counted_amount = k.was),
      settled as (
        update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
-         from found f where d.ctid = f.at
+         from found f where d.ctid = f.found_ctid and d.status is not distinct from 'reserved' and d.counted_amount is not distinct from f.was
        returning d.id, d.agent_id, d.created_at, d.currency, d.action_type, d.counterparty, f.status, f.amount, f.was),
      moved as (
        select c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty,
@@ -64,11 +66,11 @@ export const STATEMENTS = {
        returning 1)
      select s.id, (select count(*) from counted) as counters from settled s`,
   settle: `with found as (
-       select d.at, k.status, k.amount, k.reference
+       select d.found_ctid, k.status, k.amount, k.reference
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as k(id, status, amount, reference)
-         cross join lateral (select d.ctid as at from decisions d where d.id = k.id offset 0) d)
+         cross join lateral (select d.ctid as found_ctid from decisions d where d.id = k.id offset 0) d)
      update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
-       from found f where d.ctid = f.at`,
+       from found f where d.ctid = f.found_ctid`,
   write: `with decided as (
        insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,

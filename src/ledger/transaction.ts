@@ -55,13 +55,13 @@ export function agentLockKey(agentId: string): bigint {
  * connection (a generic plan): planning each batch cost PostgreSQL ~0.8 ms, as much as running it.
  * Such a plan is kept while the connection lives, so it must be a lookup of the keys given
  * whatever the tables' size when it was made (statements.ts, test/ledger/plans.test.ts). Every
- * statement looks up a handful of keys: a nested loop of index lookups is the one plan that stays
- * right as the tables grow, so the planner is offered nothing else.
+ * statement looks up a handful of keys: a nested loop of index lookups is the one join that stays
+ * right as the tables grow. Bitmap scans stay on: the queries the ledger sends through knex (planned
+ * for each call) need them, e.g. card_transactions by `authorization_id = … or id = …`.
  */
 export const PLANNER_SETTINGS = [
   'plan_cache_mode = force_generic_plan',
   'enable_seqscan = off',
-  'enable_bitmapscan = off',
   'enable_hashjoin = off',
   'enable_mergejoin = off',
 ].map((setting) => `set local ${setting}`).join('; ');

@@ -78,10 +78,11 @@ interface PlanNode {
   Plans?: PlanNode[];
 }
 
-/** The most rows any node of the plan produced or threw away. */
+/** The most rows any node of the plan produced or threw away, over all its loops (EXPLAIN reports them per loop). */
 function mostRowsTouched(node: PlanNode): number {
-  const own = Math.max(
-    (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 1),
+  const loops = node['Actual Loops'] ?? 1;
+  const own = loops * Math.max(
+    node['Actual Rows'] ?? 0,
     node['Rows Removed by Filter'] ?? 0,
     node['Rows Removed by Join Filter'] ?? 0,
     node['Rows Removed by Index Recheck'] ?? 0,
