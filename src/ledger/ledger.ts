@@ -13,17 +13,19 @@ import type { Decision } from '../policy/decide.js';
 import { blockedBy } from './guards.js';
 import type { Guards } from './guards.js';
 import type { Action, CompiledPolicy } from '../policy/model.js';
-import { duplicateLookbackSeconds, usageSpecs } from '../policy/usage.js';
+import { duplicateLookbackSeconds, usageKey, usageSpecs } from '../policy/usage.js';
 import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
 import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
-import { loadGuards, loadReservations, loadStates, recordBatch } from './store.js';
+import { CounterCache } from './cache.js';
+import type { CounterTotals } from './cache.js';
+import { loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
 import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
 import { countedBefore, raisesCounts } from './durability.js';
 import { PARTIAL_REASONS, largestAllowed } from './partial.js';
-import type { ReservationStatus } from './state.js';
+import type { Counter, ReservationStatus } from './state.js';
 
 export interface CheckInput {
   agentId: string;
@@ -153,6 +155,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   const maxConcurrent = options.maxConcurrentBatches ?? Math.max(2, availableParallelism());
   let pending: Job[] = [];
   const busy = new Set<string>();
+  const counterCache = new CounterCache();
   let inFlight = 0;
 
   function check(input: CheckInput): Promise<CheckResult> {
@@ -216,10 +219,14 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     if (batch.every((j) => j.kind === 'settle' && j.known) && new Set(batch.map((j) => (j as SettleJob).known?.id)).size === batch.length) {
       return settleKnown(batch as SettleJob[]);
     }
+    if (await decideFromKnownCounters(batch)) return;
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
     const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
     const syncs = batch.filter((j): j is AuthorizationJob => j.kind === 'authorization');
     const agents = [...new Set(batch.map((j) => j.agentId))];
+    // What the batch read and left, to decide the agents' next batches from (see CounterCache).
+    let seen: { states: Map<string, AgentState>; range: [Date, Date] | undefined } | undefined;
+    counterCache.drop(agents);
     const outcomes = await inTransaction(knex, agents, async (trx) => {
       // Sent now, awaited after loadStates: the reads of a batch of checks share one round trip.
       const guarding = checks.length > 0 ? loadGuards(trx, agents, checks.flatMap((j) => (j.input.card ? [j.input.card] : []))) : Promise.resolve(NO_GUARDS);
@@ -248,6 +255,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const range: [Date, Date] | undefined = times.length > 0 ? [new Date(Math.min(...times)), new Date(Math.max(...times))] : undefined;
       const keys = checks.filter((j) => !j.input.simulate).map((j) => [j.agentId, j.input.idempotencyKey] as [string, string]);
       const { states, previous } = await loadStates(trx, agents, specs, range, keys, lookbacks, settledCounters);
+      seen = { states, range };
       const guards = await guarding;
       const rows: CheckRow[] = [];
       const updates: ReservationUpdate[] = [];
@@ -262,6 +270,14 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       await recordBatch(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), updates);
       return results;
     });
+    // Committed: every counter of these agents overlapping the batch's times was read (and is
+    // now as the batch left it). A batch of settlements alone read no such span.
+    const range = seen?.range;
+    if (seen && range) {
+      for (const [agentId, state] of seen.states) {
+        counterCache.set(agentId, { from: range[0].getTime(), to: range[1].getTime(), counters: [...state.counters.values()].filter((c) => overlaps(c, range[0].getTime(), range[1].getTime())) });
+      }
+    }
     batch.forEach((job, i) => {
       const outcome = outcomes[i];
       if (outcome instanceof Error || outcome === undefined) job.reject(outcome ?? new Error('no outcome'));
@@ -289,10 +305,69 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       sendBeforeCommit(trx, sent);
       return { sent }; // not awaited here: COMMIT goes out with it
     });
-    const ids = new Set((await applied.sent).rows.map((r: { id: string }) => r.id));
+    const { rows } = await applied.sent;
+    const ids = new Set(rows.map((r: { id: string }) => r.id));
+    counterCache.update((rows[0]?.counters ?? []).map(totalsFromRow));
+    counterCache.drop(batch.filter((_, i) => !ids.has(known[i]!.id)).map((j) => j.agentId));
     const missed: SettleJob[] = [];
     batch.forEach((job, i) => (ids.has(known[i]!.id) ? job.resolve(job.status) : missed.push({ ...job, known: undefined })));
     pending.unshift(...missed);
+  }
+
+  /**
+   * A batch of checks decided from the counters this process last saw (CounterCache), with no
+   * read: BEGIN and the locks, one write, COMMIT, in one round trip. The write applies only if the
+   * database agrees that nothing changed (those counters and no other in the batch's times, no
+   * decision under its keys, no frozen agent or card). Only batches of new reservations qualify: a
+   * block or escalation, a duplicate window, a simulation or a counter not seen yet goes the
+   * general way, as does the batch if the write finds a change. False: nothing was written.
+   */
+  async function decideFromKnownCounters(batch: Job[]): Promise<boolean> {
+    const checks = batch.filter((j): j is CheckJob => j.kind === 'check' && !j.input.simulate && duplicateLookbackSeconds(j.input.policy) === 0);
+    if (checks.length !== batch.length) return false;
+    const times = checks.map((j) => j.input.now.getTime());
+    const [from, to] = [Math.min(...times), Math.max(...times)];
+    const states = new Map<string, AgentState>();
+    const expected: Counter[] = [];
+    for (const agentId of new Set(checks.map((j) => j.agentId))) {
+      const seen = counterCache.get(agentId);
+      if (!seen) return false;
+      const state = new AgentState(agentId);
+      for (const counter of seen.counters.filter((c) => overlaps(c, from, to))) {
+        state.addCounter(counter, false);
+        expected.push(counter);
+      }
+      states.set(agentId, state);
+    }
+    for (const { agentId, input } of checks) {
+      const state = states.get(agentId) as AgentState;
+      if (usageSpecs(input.policy, input.action, input.now, input.timezone).some((spec) => !state.counters.has(usageKey(spec)))) return false;
+    }
+    const rows: CheckRow[] = [];
+    const decided = new Map<string, CheckRow>();
+    const results = checks.map((job) => decideInBatch(job, states.get(job.agentId) as AgentState, NO_PREVIOUS, decided, rows, NO_GUARDS));
+    if (results.some((r) => r instanceof Error) || rows.some((r) => !r.reserved)) return false;
+    const agents = [...states.keys()];
+    const cards = checks.flatMap((j) => (j.input.card ? [j.input.card] : []));
+    let written: boolean;
+    try {
+      const sent = await inTransaction(knex, agents, async (trx) => {
+        const ok = recordIfUnchanged(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), expected, agents, [new Date(from), new Date(to)], cards);
+        ok.catch(() => undefined); // reported by inTransaction
+        return { ok }; // not awaited here: COMMIT goes out with it
+      });
+      written = await sent.ok;
+    } catch (error) {
+      counterCache.drop(agents);
+      throw error;
+    }
+    if (!written) {
+      counterCache.drop(agents);
+      return false;
+    }
+    for (const [agentId, state] of states) counterCache.set(agentId, { from, to, counters: [...state.counters.values()] });
+    checks.forEach((job, i) => job.resolve(results[i] as CheckResult));
+    return true;
   }
 
   function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {
@@ -377,3 +452,17 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
 }
 
 const NO_GUARDS: Guards = { agents: new Map(), cards: new Map() };
+const NO_PREVIOUS = new Map<string, PreviousCheck>();
+
+/** Does a counter's window overlap [from, to] (epoch ms)? The span loadStates reads counters for. */
+function overlaps(counter: Pick<Counter, 'start' | 'end'>, from: number, to: number): boolean {
+  return counter.end.getTime() > from && counter.start.getTime() <= to;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function totalsFromRow(c: any): CounterTotals {
+  return {
+    agentId: c.agent_id, window: c.window, start: new Date(c.window_start), currency: c.currency, actionFilter: c.action_filter,
+    counterparty: c.counterparty, reserved: Number(c.reserved), spent: Number(c.spent), count: Number(c.count),
+  };
+}

@@ -16,6 +16,39 @@
 const decisionByKey = (keys: string) =>
   `${keys} cross join lateral (select d.ctid as found_ctid, d.* from decisions d where d.agent_id = k.agent_id and d.idempotency_key = k.idempotency_key offset 0) d`;
 
+/**
+ * New decisions and the counters they moved ($23–$32: each counter's new totals), in one
+ * statement; with a `precondition`, only if it holds (and `ok` says whether it did).
+ */
+function write(precondition?: string): string {
+  const when = precondition ? 'where (select ok from unchanged)' : '';
+  return `with ${precondition ? `unchanged as (select ${precondition} as ok),` : ''}
+     decided as (
+       insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
+         decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
+         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source, reference)
+       select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
+         violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
+         created_at, coalesce(status, case when reserved then 'reserved' end), case when reserved then amount end, created_at, source, reference
+       from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
+         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[],
+         $33::text[], $34::text[])
+         as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
+           violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
+           created_at, reserved, source, status, reference)
+       ${when}
+       returning 1),
+     counted as (
+       insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
+       select * from unnest($23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], $32::int[])
+         as c(agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
+       ${when}
+       on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
+       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
+       returning 1)
+     select ${precondition ? '(select ok from unchanged) as ok, ' : ''}(select count(*) from decided) as decided, (select count(*) from counted) as counted`;
+}
+
 export const STATEMENTS = {
   previous: `select d.* from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}`,
   counters: 'select * from usage_counters where agent_id = any($1::text[]) and window_end > $2 and window_start <= $3',
@@ -39,7 +72,7 @@ export const STATEMENTS = {
    * reserved), in one statement with no read before it: each applies only if it is still
    * reserved at that amount under the agent and key settled (whose lock the batch holds), and moves every counter it falls in by the difference — the same
    * counters and sums as counts() and contribution() (src/ledger/state.ts) in the general path.
-   * Returns the ids that applied; the others take the general path.
+   * Returns the ids that applied (the others take the general path) and the counters' new totals.
    */
   settleKnown: `with found as (
        select d.found_ctid, k.status, k.amount, k.reference, k.was
@@ -63,35 +96,35 @@ export const STATEMENTS = {
        update usage_counters c set reserved = c.reserved + m.reserved, spent = c.spent + m.spent, count = c.count + m.count
          from moved m
         where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty) = (m.agent_id, m."window", m.window_start, m.currency, m.action_filter, m.counterparty)
-       returning 1)
-     select s.id, (select count(*) from counted) as counters from settled s`,
+       returning c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty, c.reserved, c.spent, c.count)
+     select s.id, (select coalesce(json_agg(counted), '[]') from counted) as counters from settled s`,
   settle: `with found as (
        select d.found_ctid, k.status, k.amount, k.reference
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as k(id, status, amount, reference)
          cross join lateral (select d.ctid as found_ctid from decisions d where d.id = k.id offset 0) d)
      update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
        from found f where d.ctid = f.found_ctid`,
-  write: `with decided as (
-       insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
-         decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
-         idempotency_key, request_hash, created_at, status, counted_amount, updated_at, source, reference)
-       select id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
-         violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-         created_at, coalesce(status, case when reserved then 'reserved' end), case when reserved then amount end, created_at, source, reference
-       from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::jsonb[], $10::text[],
-         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::int[], $18::text[], $19::text[], $20::timestamptz[], $21::bool[], $22::text[],
-         $33::text[], $34::text[])
-         as t(id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata, decision, reason_code,
-           violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms, idempotency_key, request_hash,
-           created_at, reserved, source, status, reference)
-       returning 1),
-     counted as (
-       insert into usage_counters (agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
-       select * from unnest($23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[], $32::int[])
-       on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
-       do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
-       returning 1)
-     select (select count(*) from decided) as decided, (select count(*) from counted) as counted`,
+  write: write(),
+  /**
+   * The write of a batch decided from counters this process cached ($35–$43: each as it was
+   * left, complete for the batch's times $45–$46), applied only if nothing changed meanwhile:
+   * those counters as cached and no other one in that time for agents $44, no decision yet under
+   * the batch's keys, no frozen agent or card ($47/$48). Returns ok = false, having written
+   * nothing, when something did; the batch then takes the general path.
+   */
+  writeIfUnchanged: write(`(
+         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $38::text[], $39::text[], $40::text[], $41::bigint[], $42::bigint[], $43::int[])
+                as e(agent_id, "window", window_start, currency, action_filter, counterparty, reserved, spent, count)
+          cross join lateral (select 1 from usage_counters c
+                               where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty)
+                                   = (e.agent_id, e."window", e.window_start, e.currency, e.action_filter, e.counterparty)
+                                 and (c.reserved, c.spent, c.count) = (e.reserved, e.spent, e.count) offset 0) c
+       ) = cardinality($35::text[])
+       and (select count(*) from usage_counters where agent_id = any($44::text[]) and window_end > $45 and window_start <= $46) = cardinality($35::text[])
+       and not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})
+       and not exists (select 1 from agents where id = any($44::text[]) and status <> 'active')
+       and not exists (select 1 from unnest($47::text[], $48::text[]) as k(processor, id)
+                        cross join lateral (select 1 from cards c where c.processor = k.processor and c.id = k.id and c.status <> 'active' offset 0) c)`),
 } as const;
 
 export type StatementName = keyof typeof STATEMENTS;

@@ -160,25 +160,12 @@ export async function loadReservations(tx: Tx, keys: [string, string][]): Promis
  */
 export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[], updates: ReservationUpdate[] = []): Promise<void> {
   coalesceWrites(tx.connection);
-  const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
-  const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   if (updates.length > 0) {
     // Only when there is something to settle: one statement less in most batches.
     sendBeforeCommit(tx, prepared(tx, 'settle', [updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference)]));
   }
   if (checks.length + counters.length === 0) return;
-  sendBeforeCommit(tx, prepared(tx, 'write', [
-      col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
-      col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
-      col((c) => JSON.stringify(c.requestedAmount !== undefined && c.requestedAmount !== c.action.amount ? { ...c.metadata, requested_amount: c.requestedAmount } : c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
-      col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
-      col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
-      col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
-      cnt((c) => c.agentId), cnt((c) => c.window), cnt((c) => c.start), cnt((c) => c.end), cnt((c) => c.currency),
-      cnt((c) => c.actionFilter), cnt((c) => c.counterparty), cnt((c) => c.reserved), cnt((c) => c.spent), cnt((c) => c.count),
-      col((c) => c.status ?? null), col((c) => c.reference),
-    ],
-  ));
+  sendBeforeCommit(tx, prepared(tx, 'write', writeValues(checks, counters)));
   const approvals = checks.filter((c) => c.approval && c.decision.decision === 'escalate');
   const violations = checks.filter((c) => c.decision.decision !== 'allow');
   if (approvals.length + violations.length === 0) return;
@@ -192,6 +179,41 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
     })));
   }
   if (violations.length > 0) await tx.knex('violations').connection(tx.connection).insert(violations.map(violationToRow));
+}
+
+/** The write statement's columns: new decisions ($1–$22, $33, $34), then counters' new totals ($23–$32). */
+function writeValues(checks: CheckRow[], counters: Counter[]): unknown[] {
+  const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
+  const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
+  return [
+    col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
+    col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
+    col((c) => JSON.stringify(c.requestedAmount !== undefined && c.requestedAmount !== c.action.amount ? { ...c.metadata, requested_amount: c.requestedAmount } : c.metadata)), col((c) => c.decision.decision), col((c) => c.decision.reasonCode),
+    col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
+    col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
+    col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
+    cnt((c) => c.agentId), cnt((c) => c.window), cnt((c) => c.start), cnt((c) => c.end), cnt((c) => c.currency),
+    cnt((c) => c.actionFilter), cnt((c) => c.counterparty), cnt((c) => c.reserved), cnt((c) => c.spent), cnt((c) => c.count),
+    col((c) => c.status ?? null), col((c) => c.reference),
+  ];
+}
+
+/**
+ * A batch of reservations decided from cached counters (`expected`: every counter of `agentIds`
+ * in `times`, as cached), written only if the database still agrees (STATEMENTS.writeIfUnchanged).
+ * Sent without waiting: COMMIT follows in the same round trip. Resolves to whether it was written.
+ */
+export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[]): Promise<boolean> {
+  coalesceWrites(tx.connection);
+  const exp = <T>(f: (c: Counter) => T) => expected.map(f);
+  const sent = prepared(tx, 'writeIfUnchanged', [
+    ...writeValues(checks, counters),
+    exp((c) => c.agentId), exp((c) => c.window), exp((c) => c.start), exp((c) => c.currency), exp((c) => c.actionFilter), exp((c) => c.counterparty),
+    exp((c) => c.reserved), exp((c) => c.spent), exp((c) => c.count),
+    agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id),
+  ]);
+  sendBeforeCommit(tx, sent);
+  return sent.then((result) => result.rows[0]?.ok === true);
 }
 
 function violationToRow(c: CheckRow) {

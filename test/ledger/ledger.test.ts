@@ -191,7 +191,129 @@ test('when a settlement is given the reservation its check returned, then it is 
     spy.names.length = 0;
     // Already settled: the known path finds nothing to apply and the general path reads.
     assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'released', { reservation: result.reservation }), 'committed');
-    assert.deepEqual(spy.names.filter((n) => n.startsWith('ledger_')), ['ledger_settleKnown', 'ledger_reservations', 'ledger_settledCounters']);
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_settleKnown', 'ledger_reservations', 'ledger_settledCounters']);
+  } finally {
+    await spy.destroy();
+  }
+});
+
+const READS = ['ledger_guards', 'ledger_previous', 'ledger_counters'];
+
+test("when an agent's counters are known to the process, then its next check is one round trip: BEGIN with its lock, the checked write, COMMIT", async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(manyCounters);
+    await spy.ledger.check(input(agent, 'first', { amount: 1000, counterparty: 'acme' }));
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write'], 'the first check reads');
+    spy.names.length = 0;
+    const second = await spy.ledger.check(input(agent, 'second', { amount: 500, counterparty: 'acme' }));
+    assert.equal(second.decision.decision, 'allow');
+    assert.deepEqual(spy.names, ['begin;', 'ledger_writeIfUnchanged', 'commit'], 'no read: decided from the counters the first check left');
+    // Every counter the reservation falls in moved, exactly as the general path moves them.
+    const values = await counterValues(agent.agentId);
+    const pick = (window: string, counterparty = '', currency = 'usd') => values.find((c) => c.window === window && c.counterparty === counterparty && c.currency === currency && c.filter === '');
+    assert.deepEqual([pick('daily')?.reserved, pick('monthly')?.reserved, pick('daily', '', '')?.count, pick('daily', '=acme', '')?.count], [1500, 1500, 2, 2]);
+  } finally {
+    await spy.destroy();
+  }
+});
+
+test("when another process moved an agent's counters after this one saw them, then the checked write writes nothing and the check is decided on what the database holds", async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    assert.equal((await spy.ledger.check(input(agent, 'here', { amount: 3000 }))).decision.decision, 'allow');
+    // Another process (its own ledger) reserves 15 USD of the 20 left.
+    assert.equal((await createLedger(knex).check(input(agent, 'there', { amount: 1500 }))).decision.decision, 'allow');
+    spy.names.length = 0;
+    // From the counters it saw (30 USD), this process would allow 10 USD more; the truth is 45.
+    const late = await spy.ledger.check(input(agent, 'late', { amount: 1000 }));
+    assert.equal(late.decision.decision, 'block');
+    assert.equal(late.decision.reasonCode, 'velocity_limit');
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged', ...READS, 'ledger_write'], 'the checked write, then the general path');
+    const [counter] = await counters(agent.agentId);
+    assert.deepEqual([Number(counter.reserved), counter.count], [4500, 2]);
+    assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'late' }).first()).status, null, 'recorded once, as a block');
+  } finally {
+    await spy.destroy();
+  }
+});
+
+test('when a card or its agent is frozen after the counters were seen, then the next check on it is declined all the same', async () => {
+  const agent = await agentWith(dailyFifty);
+  const local = createLedger(knex);
+  const card = { processor: 'stripe', id: uniqueId('ic') };
+  await knex('cards').insert({ processor: card.processor, id: card.id, agent_id: agent.agentId, status: 'active', source: 'registered' });
+  assert.equal((await local.check({ ...input(agent, 'a'), card })).decision.decision, 'allow');
+  assert.equal((await local.check({ ...input(agent, 'b'), card })).decision.decision, 'allow');
+  await knex('cards').where(card).update({ status: 'frozen' });
+  const declined = await local.check({ ...input(agent, 'c'), card });
+  assert.equal(declined.decision.decision, 'block');
+  assert.match(declined.decision.message ?? '', /frozen/);
+  await knex('cards').where(card).update({ status: 'active' });
+  assert.equal((await local.check({ ...input(agent, 'd'), card })).decision.decision, 'allow');
+  await knex('agents').where({ id: agent.agentId }).update({ status: 'frozen' });
+  assert.equal((await local.check({ ...input(agent, 'e'), card })).decision.decision, 'block');
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [300, 3]);
+});
+
+test('when a key decided without a read comes again, then it gets the same decision and counts once', async () => {
+  const agent = await agentWith(dailyFifty);
+  const local = createLedger(knex);
+  await local.check(input(agent, 'seen'));
+  const first = await local.check(input(agent, 'again', { amount: 700 }));
+  const replay = await local.check(input(agent, 'again', { amount: 700 }));
+  assert.equal(replay.replayed, true);
+  assert.equal(replay.checkId, first.checkId);
+  await assert.rejects(local.check(input(agent, 'again', { amount: 800 })), /same parameters/);
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [800, 2]);
+});
+
+test('when two processes that both know the counters race 200 reservations of 1 USD against a 50 USD daily limit, then exactly 50 pass', async () => {
+  const agent = await agentWith(dailyFifty);
+  const [one, two] = [createLedger(knex), createLedger(knex)];
+  await one.check(input(agent, 'warm-one'));
+  await two.check(input(agent, 'warm-two'));
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? one : two).check(input(agent, `race-${i}`))));
+  assert.equal(results.filter((r) => r.decision.decision === 'allow').length, 48);
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [5000, 50]);
+});
+
+test('when a known reservation is settled, then the next check is decided without a read from the counters as the settlement left them', async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    const held = await spy.ledger.check(input(agent, 'held', { amount: 4000 }));
+    assert.equal(await spy.ledger.settle(agent.agentId, 'held', 'released', { reservation: held.reservation }), 'released');
+    spy.names.length = 0;
+    assert.equal((await spy.ledger.check(input(agent, 'next', { amount: 4500 }))).decision.decision, 'allow', 'the released 40 USD are free again');
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
+    const committed = await spy.ledger.check(input(agent, 'small', { amount: 200 }));
+    assert.equal(await spy.ledger.settle(agent.agentId, 'small', 'committed', { amount: 500, reservation: committed.reservation }), 'committed');
+    spy.names.length = 0;
+    assert.equal((await spy.ledger.check(input(agent, 'over', { amount: 1 }))).decision.decision, 'block', '45 + 5 USD spent: the limit is reached');
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write'], 'a block is recorded by the general path');
+    const [counter] = await counters(agent.agentId);
+    assert.deepEqual([Number(counter.reserved), Number(counter.spent), counter.count], [4500, 500, 2]);
+  } finally {
+    await spy.destroy();
+  }
+});
+
+test('when the day turns over, then the first check of the new day reads (a counter not seen yet) and the budget starts again', async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    const evening = new Date('2026-11-02T23:59:00Z');
+    const morning = new Date('2026-11-03T00:00:00Z');
+    await spy.ledger.check(input(agent, 'a', { amount: 4000 }, evening));
+    assert.equal((await spy.ledger.check(input(agent, 'b', { amount: 1000 }, evening))).decision.decision, 'allow');
+    spy.names.length = 0;
+    assert.equal((await spy.ledger.check(input(agent, 'c', { amount: 5000 }, morning))).decision.decision, 'allow');
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write']);
   } finally {
     await spy.destroy();
   }
