@@ -21,13 +21,37 @@ export interface CounterTotals extends Omit<UsageSpec, 'end'> {
   count: number;
 }
 
+/**
+ * How long an agent whose counters another process changed is decided the general way: its
+ * batches there would otherwise often pay a round trip for a write that finds the change.
+ */
+const CONTENDED_MS = 30_000;
+
 export class CounterCache {
   private readonly entries = new Map<string, KnownCounters>();
+  /** When another process was last found to have changed an agent's counters (ms). */
+  private readonly contended = new Map<string, number>();
 
   constructor(private readonly limit = 10_000) {}
 
-  get(agentId: string): KnownCounters | undefined {
+  /** The agent's known counters, unless none are known or another process changes them too. */
+  get(agentId: string, now = Date.now()): KnownCounters | undefined {
+    const since = this.contended.get(agentId);
+    if (since !== undefined) {
+      if (now - since < CONTENDED_MS) return undefined;
+      this.contended.delete(agentId);
+    }
     return this.entries.get(agentId);
+  }
+
+  /** The database disagreed with what this process knew of these agents. */
+  markContended(agentIds: Iterable<string>, now = Date.now()): void {
+    for (const agentId of agentIds) {
+      this.entries.delete(agentId);
+      this.contended.delete(agentId);
+      this.contended.set(agentId, now);
+      if (this.contended.size > this.limit) this.contended.delete(this.contended.keys().next().value as string);
+    }
   }
 
   set(agentId: string, known: KnownCounters): void {

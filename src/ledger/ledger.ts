@@ -362,7 +362,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       throw error;
     }
     if (!written) {
-      counterCache.drop(agents);
+      counterCache.markContended(agents);
       return false;
     }
     for (const [agentId, state] of states) counterCache.set(agentId, { from, to, counters: [...state.counters.values()] });

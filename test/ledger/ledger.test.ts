@@ -231,8 +231,12 @@ test("when another process moved an agent's counters after this one saw them, th
     assert.equal(late.decision.decision, 'block');
     assert.equal(late.decision.reasonCode, 'velocity_limit');
     assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged', ...READS, 'ledger_write'], 'the checked write, then the general path');
+    spy.names.length = 0;
+    // Two processes share this agent: for a while its checks here read first, and waste no write.
+    assert.equal((await spy.ledger.check(input(agent, 'after', { amount: 500 }))).decision.decision, 'allow');
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write']);
     const [counter] = await counters(agent.agentId);
-    assert.deepEqual([Number(counter.reserved), counter.count], [4500, 2]);
+    assert.deepEqual([Number(counter.reserved), counter.count], [5000, 3]);
     assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'late' }).first()).status, null, 'recorded once, as a block');
   } finally {
     await spy.destroy();
