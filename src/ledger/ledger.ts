@@ -20,6 +20,7 @@ import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAutho
 import { CounterCache } from './cache.js';
 import type { CounterTotals } from './cache.js';
 import { loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
+import type { Unchanged } from './store.js';
 import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
@@ -220,6 +221,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       return settleKnown(batch as SettleJob[]);
     }
     if (await decideFromKnownCounters(batch)) return;
+    // That attempt took a round trip: a request whose answer has left meanwhile must not start.
+    batch = unlessLate(batch);
+    if (batch.length === 0) return;
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check');
     const settles = batch.filter((j): j is SettleJob => j.kind === 'settle');
     const syncs = batch.filter((j): j is AuthorizationJob => j.kind === 'authorization');
@@ -274,9 +278,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     // now as the batch left it). A batch of settlements alone read no such span.
     const range = seen?.range;
     if (seen && range) {
-      for (const [agentId, state] of seen.states) {
-        counterCache.set(agentId, { from: range[0].getTime(), to: range[1].getTime(), counters: [...state.counters.values()].filter((c) => overlaps(c, range[0].getTime(), range[1].getTime())) });
-      }
+      const [from, to] = [range[0].getTime(), range[1].getTime()];
+      for (const [agentId, state] of seen.states) counterCache.set(agentId, from, to, [...state.counters.values()].filter((c) => overlaps(c, from, to)));
     }
     batch.forEach((job, i) => {
       const outcome = outcomes[i];
@@ -296,7 +299,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const known = batch.map((j) => j.known as KnownReservation);
     const updates = batch.map((j, i) => ({ id: known[i]!.id, status: j.status, amount: j.amount ?? known[i]!.amount, reference: j.reference ?? null }));
     const before = new Map(known.map((k) => [k.id, contribution('reserved', k.amount)]));
-    const applied = await inTransaction(knex, [...new Set(batch.map((j) => j.agentId))], async (trx) => {
+    const agents = [...new Set(batch.map((j) => j.agentId))];
+    const applied = await inTransaction(knex, agents, async (trx) => {
       trx.durable = raisesCounts(updates, before);
       const sent = prepared(trx, 'settleKnown', [
         updates.map((u) => u.id), updates.map((u) => u.status), updates.map((u) => u.amount), updates.map((u) => u.reference),
@@ -304,6 +308,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       ]);
       sendBeforeCommit(trx, sent);
       return { sent }; // not awaited here: COMMIT goes out with it
+    }).catch((error: unknown) => {
+      counterCache.drop(agents); // whether it committed is unknown
+      throw error;
     });
     const { rows } = await applied.sent;
     const ids = new Set(rows.map((r: { id: string }) => r.id));
@@ -312,6 +319,16 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const missed: SettleJob[] = [];
     batch.forEach((job, i) => (ids.has(known[i]!.id) ? job.resolve(job.status) : missed.push({ ...job, known: undefined })));
     pending.unshift(...missed);
+  }
+
+  /** The batch without checks whose answer deadline passed (rejected): a failed attempt took time. */
+  function unlessLate(batch: Job[]): Job[] {
+    const now = performance.now();
+    return batch.filter((job) => {
+      if (job.kind !== 'check' || job.input.deadline === undefined || now <= job.input.deadline) return true;
+      job.reject(new DeadlineExceeded());
+      return false;
+    });
   }
 
   /**
@@ -333,7 +350,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const seen = counterCache.get(agentId);
       if (!seen) return false;
       const state = new AgentState(agentId);
-      for (const counter of seen.counters.filter((c) => overlaps(c, from, to))) {
+      for (const counter of seen.counters.values()) {
+        if (!overlaps(counter, from, to)) continue;
         state.addCounter(counter, false);
         expected.push(counter);
       }
@@ -349,23 +367,26 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     if (results.some((r) => r instanceof Error) || rows.some((r) => !r.reserved)) return false;
     const agents = [...states.keys()];
     const cards = checks.flatMap((j) => (j.input.card ? [j.input.card] : []));
-    let written: boolean;
+    let found: Unchanged;
     try {
       const sent = await inTransaction(knex, agents, async (trx) => {
-        const ok = recordIfUnchanged(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), expected, agents, [new Date(from), new Date(to)], cards);
-        ok.catch(() => undefined); // reported by inTransaction
-        return { ok }; // not awaited here: COMMIT goes out with it
+        const unchanged = recordIfUnchanged(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), expected, agents, [new Date(from), new Date(to)], cards);
+        unchanged.catch(() => undefined); // reported by inTransaction
+        return { unchanged }; // not awaited here: COMMIT goes out with it
       });
-      written = await sent.ok;
+      found = await sent.unchanged;
     } catch (error) {
       counterCache.drop(agents);
       throw error;
     }
-    if (!written) {
+    if (!found.counters) {
+      // Another process moves these counters too (or one of these agents'): read first for a while.
       counterCache.markContended(agents);
       return false;
     }
-    for (const [agentId, state] of states) counterCache.set(agentId, { from, to, counters: [...state.counters.values()] });
+    // A key seen before (a retry) or a frozen agent or card: the general path answers it.
+    if (!found.keys || !found.guards) return false;
+    for (const [agentId, state] of states) counterCache.set(agentId, from, to, state.counters.values());
     checks.forEach((job, i) => job.resolve(results[i] as CheckResult));
     return true;
   }
@@ -462,7 +483,7 @@ function overlaps(counter: Pick<Counter, 'start' | 'end'>, from: number, to: num
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function totalsFromRow(c: any): CounterTotals {
   return {
-    agentId: c.agent_id, window: c.window, start: new Date(c.window_start), currency: c.currency, actionFilter: c.action_filter,
+    agentId: c.agent_id, window: c.window, start: new Date(c.window_start), end: new Date(c.window_end), currency: c.currency, actionFilter: c.action_filter,
     counterparty: c.counterparty, reserved: Number(c.reserved), spent: Number(c.spent), count: Number(c.count),
   };
 }

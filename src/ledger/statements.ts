@@ -18,11 +18,12 @@ const decisionByKey = (keys: string) =>
 
 /**
  * New decisions and the counters they moved ($23–$32: each counter's new totals), in one
- * statement; with a `precondition`, only if it holds (and `ok` says whether it did).
+ * statement; with `preconditions`, only if every one holds (each is returned by name).
  */
-function write(precondition?: string): string {
-  const when = precondition ? 'where (select ok from unchanged)' : '';
-  return `with ${precondition ? `unchanged as (select ${precondition} as ok),` : ''}
+function write(preconditions: Record<string, string> = {}): string {
+  const names = Object.keys(preconditions);
+  const when = names.length > 0 ? `where (select ${names.join(' and ')} from unchanged)` : '';
+  return `with ${names.length > 0 ? `unchanged as (select ${Object.entries(preconditions).map(([name, sql]) => `${sql} as ${name}`).join(', ')}),` : ''}
      decided as (
        insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
@@ -46,7 +47,7 @@ function write(precondition?: string): string {
        on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
        do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
        returning 1)
-     select ${precondition ? '(select ok from unchanged) as ok, ' : ''}(select count(*) from decided) as decided, (select count(*) from counted) as counted`;
+     select ${names.map((name) => `(select ${name} from unchanged) as ${name}, `).join('')}(select count(*) from decided) as decided, (select count(*) from counted) as counted`;
 }
 
 export const STATEMENTS = {
@@ -96,7 +97,7 @@ export const STATEMENTS = {
        update usage_counters c set reserved = c.reserved + m.reserved, spent = c.spent + m.spent, count = c.count + m.count
          from moved m
         where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty) = (m.agent_id, m."window", m.window_start, m.currency, m.action_filter, m.counterparty)
-       returning c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty, c.reserved, c.spent, c.count)
+       returning c.agent_id, c."window", c.window_start, c.window_end, c.currency, c.action_filter, c.counterparty, c.reserved, c.spent, c.count)
      select s.id, (select coalesce(json_agg(counted), '[]') from counted) as counters from settled s`,
   settle: `with found as (
        select d.found_ctid, k.status, k.amount, k.reference
@@ -106,25 +107,27 @@ export const STATEMENTS = {
        from found f where d.ctid = f.found_ctid`,
   write: write(),
   /**
-   * The write of a batch decided from counters this process cached ($35–$43: each as it was
-   * left, complete for the batch's times $45–$46), applied only if nothing changed meanwhile:
-   * those counters as cached and no other one in that time for agents $44, no decision yet under
-   * the batch's keys, no frozen agent or card ($47/$48). Returns ok = false, having written
-   * nothing, when something did; the batch then takes the general path.
+   * The write of a batch decided from counters this process knew ($35–$43, $49: each with its
+   * window and totals), applied only if nothing changed meanwhile: those counters exist at those
+   * totals and no other counter of agents $44 overlaps the batch's times $45–$46 (counters_ok); no
+   * decision exists under the batch's keys (keys_ok); no agent of the batch or card $47/$48 is
+   * frozen (guards_ok). Otherwise it writes nothing, and the batch takes the general path.
    */
-  writeIfUnchanged: write(`(
-         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $38::text[], $39::text[], $40::text[], $41::bigint[], $42::bigint[], $43::int[])
-                as e(agent_id, "window", window_start, currency, action_filter, counterparty, reserved, spent, count)
+  writeIfUnchanged: write({
+    counters_ok: `(
+         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $49::timestamptz[], $38::text[], $39::text[], $40::text[], $41::bigint[], $42::bigint[], $43::int[])
+                as e(agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
           cross join lateral (select 1 from usage_counters c
                                where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty)
                                    = (e.agent_id, e."window", e.window_start, e.currency, e.action_filter, e.counterparty)
-                                 and (c.reserved, c.spent, c.count) = (e.reserved, e.spent, e.count) offset 0) c
+                                 and (c.window_end, c.reserved, c.spent, c.count) = (e.window_end, e.reserved, e.spent, e.count) offset 0) c
        ) = cardinality($35::text[])
-       and (select count(*) from usage_counters where agent_id = any($44::text[]) and window_end > $45 and window_start <= $46) = cardinality($35::text[])
-       and not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})
-       and not exists (select 1 from agents where id = any($44::text[]) and status <> 'active')
+       and (select count(*) from usage_counters where agent_id = any($44::text[]) and window_end > $45 and window_start <= $46) = cardinality($35::text[])`,
+    keys_ok: `not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})`,
+    guards_ok: `not exists (select 1 from agents where id = any($44::text[]) and status <> 'active')
        and not exists (select 1 from unnest($47::text[], $48::text[]) as k(processor, id)
-                        cross join lateral (select 1 from cards c where c.processor = k.processor and c.id = k.id and c.status <> 'active' offset 0) c)`),
+                        cross join lateral (select 1 from cards c where c.processor = k.processor and c.id = k.id and c.status <> 'active' offset 0) c)`,
+  }),
 } as const;
 
 export type StatementName = keyof typeof STATEMENTS;

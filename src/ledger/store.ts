@@ -198,22 +198,32 @@ function writeValues(checks: CheckRow[], counters: Counter[]): unknown[] {
   ];
 }
 
+/** What a checked write found (STATEMENTS.writeIfUnchanged); it wrote only if all three hold. */
+export interface Unchanged {
+  /** The counters as known, and no other one in the batch's times. */
+  counters: boolean;
+  /** No decision yet under the batch's keys. */
+  keys: boolean;
+  /** No frozen agent or card. */
+  guards: boolean;
+}
+
 /**
- * A batch of reservations decided from cached counters (`expected`: every counter of `agentIds`
- * in `times`, as cached), written only if the database still agrees (STATEMENTS.writeIfUnchanged).
- * Sent without waiting: COMMIT follows in the same round trip. Resolves to whether it was written.
+ * A batch of reservations decided from known counters (`expected`: every counter of `agentIds`
+ * overlapping `times`, as known), written only if the database still agrees. Sent without
+ * waiting: COMMIT follows in the same round trip.
  */
-export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[]): Promise<boolean> {
+export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[]): Promise<Unchanged> {
   coalesceWrites(tx.connection);
   const exp = <T>(f: (c: Counter) => T) => expected.map(f);
   const sent = prepared(tx, 'writeIfUnchanged', [
     ...writeValues(checks, counters),
     exp((c) => c.agentId), exp((c) => c.window), exp((c) => c.start), exp((c) => c.currency), exp((c) => c.actionFilter), exp((c) => c.counterparty),
     exp((c) => c.reserved), exp((c) => c.spent), exp((c) => c.count),
-    agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id),
+    agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id), exp((c) => c.end),
   ]);
   sendBeforeCommit(tx, sent);
-  return sent.then((result) => result.rows[0]?.ok === true);
+  return sent.then(({ rows: [found] }) => ({ counters: found?.counters_ok === true, keys: found?.keys_ok === true, guards: found?.guards_ok === true }));
 }
 
 function violationToRow(c: CheckRow) {

@@ -275,6 +275,45 @@ test('when a key decided without a read comes again, then it gets the same decis
   assert.deepEqual([Number(counter.reserved), counter.count], [800, 2]);
 });
 
+test('when a retried key or a frozen card sends a checked write back, then the agent is not taken for contended: its next check is still one round trip', async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    const card = { processor: 'stripe', id: uniqueId('ic') };
+    await knex('cards').insert({ processor: card.processor, id: card.id, agent_id: agent.agentId, status: 'active', source: 'registered' });
+    await spy.ledger.check({ ...input(agent, 'a'), card });
+    await spy.ledger.check({ ...input(agent, 'b'), card });
+    spy.names.length = 0;
+    assert.equal((await spy.ledger.check({ ...input(agent, 'b'), card })).replayed, true);
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged', ...READS], 'the retry is answered by the general path');
+    spy.names.length = 0;
+    await spy.ledger.check({ ...input(agent, 'c'), card });
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
+    await knex('cards').where(card).update({ status: 'frozen' });
+    assert.equal((await spy.ledger.check({ ...input(agent, 'd'), card })).decision.decision, 'block');
+    await knex('cards').where(card).update({ status: 'active' });
+    spy.names.length = 0;
+    await spy.ledger.check({ ...input(agent, 'e'), card });
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
+    const [counter] = await counters(agent.agentId);
+    assert.deepEqual([Number(counter.reserved), counter.count], [400, 4]);
+  } finally {
+    await spy.destroy();
+  }
+});
+
+test('when another process changes one of two agents decided together, then both are decided on what the database holds', async () => {
+  const [a, b] = [await agentWith(dailyFifty), await agentWith(dailyFifty)];
+  const local = createLedger(knex);
+  await Promise.all([local.check(input(a, 'warm', { amount: 2000 })), local.check(input(b, 'warm', { amount: 2000 }))]);
+  await createLedger(knex).check(input(a, 'elsewhere', { amount: 2500 }));
+  // a: 45 USD used, so 10 more are refused; b: 20 used, so 10 more pass.
+  const [forA, forB] = await Promise.all([local.check(input(a, 'ten', { amount: 1000 })), local.check(input(b, 'ten', { amount: 1000 }))]);
+  assert.deepEqual([forA.decision.decision, forB.decision.decision], ['block', 'allow']);
+  const [[counterA], [counterB]] = [await counters(a.agentId), await counters(b.agentId)];
+  assert.deepEqual([Number(counterA.reserved), Number(counterB.reserved)], [4500, 3000]);
+});
+
 test('when two processes that both know the counters race 200 reservations of 1 USD against a 50 USD daily limit, then exactly 50 pass', async () => {
   const agent = await agentWith(dailyFifty);
   const [one, two] = [createLedger(knex), createLedger(knex)];
