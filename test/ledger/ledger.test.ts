@@ -314,6 +314,24 @@ test('when another process changes one of two agents decided together, then both
   assert.deepEqual([Number(counterA.reserved), Number(counterB.reserved)], [4500, 3000]);
 });
 
+test('when a partial approval is decided from known counters, then the smaller amount is reserved and the asked one kept', async () => {
+  const spy = statementSpy();
+  try {
+    const agent = await agentWith(dailyFifty);
+    await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+    spy.names.length = 0;
+    const partial = await spy.ledger.check({ ...input(agent, 'partial', { amount: 4000 }), allowPartial: true });
+    assert.deepEqual([partial.decision.decision, partial.partialAmount], ['allow', 2000]);
+    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
+    const row = await knex('decisions').where({ id: partial.checkId }).first();
+    assert.deepEqual([Number(row.amount), Number(row.counted_amount), row.metadata.requested_amount], [2000, 2000, 4000]);
+    const [counter] = await counters(agent.agentId);
+    assert.deepEqual([Number(counter.reserved), counter.count], [5000, 2]);
+  } finally {
+    await spy.destroy();
+  }
+});
+
 test('when two processes that both know the counters race 200 reservations of 1 USD against a 50 USD daily limit, then exactly 50 pass', async () => {
   const agent = await agentWith(dailyFifty);
   const [one, two] = [createLedger(knex), createLedger(knex)];
