@@ -115,9 +115,10 @@ function mountAdmin(app: Express, deps: AppDeps): void {
   const admin = express.Router();
   admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
-  admin.use(agentRoutes(deps.knex));
-  admin.use(keyRoutes(deps.knex, (topic) => deps.lookups.forget?.(topic)));
-  admin.use(policyRoutes(deps.knex));
+  const forget = (topic: string) => deps.lookups.forget?.(topic);
+  admin.use(agentRoutes(deps.knex, forget));
+  admin.use(keyRoutes(deps.knex, forget));
+  admin.use(policyRoutes(deps.knex, forget));
   admin.use(violationRoutes(deps.knex));
   admin.use(transactionRoutes(deps.knex));
   admin.use(simulationRoutes(deps));

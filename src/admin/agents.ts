@@ -19,7 +19,8 @@ export const keyCreateSchema = z.strictObject({
   description: z.string().max(200).optional(),
 });
 
-export function agentRoutes(knex: Knex): Router {
+/** `forget`: as for policies (policies.ts), for an agent whose time zone or bound policy changed. */
+export function agentRoutes(knex: Knex, forget: (topic: string) => void = () => undefined): Router {
   const router = Router();
   router.post('/agents', async (req, res) => {
     res.status(201).json(await createAgent(knex, parse(createSchema, req.body, 'agent')));
@@ -31,7 +32,9 @@ export function agentRoutes(knex: Knex): Router {
     res.json(await requireAgent(knex, req.params.id));
   });
   router.patch('/agents/:id', async (req, res) => {
-    res.json(await updateAgent(knex, req.params.id, parse(patchSchema, req.body, 'agent update')));
+    const updated = await updateAgent(knex, req.params.id, parse(patchSchema, req.body, 'agent update'));
+    forget(`agent:${req.params.id}`);
+    res.json(updated);
   });
   router.post('/agents/:id/api-keys', async (req, res) => {
     const body = parse(keyCreateSchema, req.body, 'API key');

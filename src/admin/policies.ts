@@ -19,11 +19,16 @@ function markdownBody(body: unknown): string {
   return body;
 }
 
-export function policyRoutes(knex: Knex): Router {
+/**
+ * `forget` drops this process's cached agent policies as soon as a change commits, so the answer
+ * never races the change's own notification; other processes drop theirs when it arrives.
+ */
+export function policyRoutes(knex: Knex, forget: (topic: string) => void = () => undefined): Router {
   const router = Router();
   router.post('/policies/apply', markdown, async (req, res) => {
     const file = typeof req.query.file === 'string' ? req.query.file.slice(0, 200) : 'SPEND.md';
     const result = await applySpendMd(knex, markdownBody(req.body), { file, allowUnenforced: flag(req.query.allow_unenforced), createdBy: req.principal?.keyId });
+    forget('policies');
     req.log.info({ agent_id: result.agent.id, policy_id: result.policy.policy_id, version: result.policy.version, unenforced: result.unenforced.map((s) => s.key) }, 'SPEND.md applied');
     res.status(result.unchanged ? 200 : 201).json({
       agent: result.agent,
@@ -48,7 +53,9 @@ export function policyRoutes(knex: Knex): Router {
     res.json({ valid: true, policy: req.body });
   });
   router.post('/policies', async (req, res) => {
-    res.status(201).json(await savePolicy(knex, req.body, { create: true, createdBy: req.principal?.keyId }));
+    const saved = await savePolicy(knex, req.body, { create: true, createdBy: req.principal?.keyId });
+    forget('policies');
+    res.status(201).json(saved);
   });
   router.get('/policies', async (_req, res) => {
     res.json({ data: await listPolicies(knex) });
@@ -59,7 +66,9 @@ export function policyRoutes(knex: Knex): Router {
     res.json(policy);
   });
   router.put('/policies/:id', async (req, res) => {
-    res.json(await savePolicy(knex, req.body, { create: false, id: req.params.id, createdBy: req.principal?.keyId }));
+    const saved = await savePolicy(knex, req.body, { create: false, id: req.params.id, createdBy: req.principal?.keyId });
+    forget('policies');
+    res.json(saved);
   });
   router.get('/policies/:id/versions', async (req, res) => {
     res.json({ data: await listVersions(knex, req.params.id) });

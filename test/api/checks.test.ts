@@ -495,6 +495,16 @@ test('when a policy limit is changed, then checks report version 2 and earlier v
   assert.equal(versions[blocked.body.check_id], 2);
 });
 
+test('when an agent is bound to another policy, then its very next check uses it', async () => {
+  const { agentId, key } = await agentWithPolicy(gw, [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 100, currency: 'USD' } }]);
+  assert.equal((await check(key, { amount: 150 })).body.decision, 'block', 'the first policy, now cached');
+  const looser = uniqueId('policy');
+  assert.equal((await gw.admin('POST', '/policies', { policy_id: looser, rules: [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 200, currency: 'USD' } }] })).status, 201);
+  assert.equal((await gw.admin('PATCH', `/agents/${agentId}`, { policy_id: looser })).status, 200);
+  const now = await check(key, { amount: 150 });
+  assert.equal(now.body.decision, 'allow');
+});
+
 test('when an invalid policy update is refused, then checks keep using the version in force', async () => {
   const { policyId, key } = await agentWithPolicy(gw, [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 100, currency: 'USD' } }]);
   const bad = await gw.admin('PUT', `/policies/${policyId}`, { policy_id: policyId, rules: [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: -1, currency: 'USD' } }] });
