@@ -3,8 +3,7 @@
 // (STATEMENTS.writeIfUnchanged). Process-local and advisory: any doubt drops an agent's entry, and
 // the general path reads everything again.
 import { usageKey } from '../policy/usage.js';
-import type { UsageSpec } from '../policy/usage.js';
-import type { Counter } from './state.js';
+import type { Counter, CounterTotals } from './state.js';
 
 export interface KnownCounters {
   /** The span of time (epoch ms) the entry is complete for: every counter overlapping it is here. */
@@ -12,14 +11,6 @@ export interface KnownCounters {
   to: number;
   /** By usageKey, with their totals. */
   counters: Map<string, Counter>;
-}
-
-/** Totals of one counter as a statement returned them. */
-export interface CounterTotals extends UsageSpec {
-  agentId: string;
-  reserved: number;
-  spent: number;
-  count: number;
 }
 
 /**

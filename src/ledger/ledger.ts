@@ -18,8 +18,7 @@ import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
 import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
 import { CounterCache } from './cache.js';
-import type { CounterTotals } from './cache.js';
-import { loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
+import { countersFromJson, loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
 import type { Unchanged } from './store.js';
 import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
@@ -312,9 +311,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       counterCache.drop(agents); // whether it committed is unknown
       throw error;
     });
-    const { rows } = await applied.sent;
-    const ids = new Set(rows.map((r: { id: string }) => r.id));
-    counterCache.update((rows[0]?.counters ?? []).map(totalsFromRow));
+    const { rows: [settled] } = await applied.sent;
+    const ids = new Set<string>(settled?.ids ?? []);
+    counterCache.update(countersFromJson(settled?.counters ?? []));
     counterCache.drop(batch.filter((_, i) => !ids.has(known[i]!.id)).map((j) => j.agentId));
     const missed: SettleJob[] = [];
     batch.forEach((job, i) => (ids.has(known[i]!.id) ? job.resolve(job.status) : missed.push({ ...job, known: undefined })));
@@ -478,12 +477,4 @@ const NO_PREVIOUS = new Map<string, PreviousCheck>();
 /** Does a counter's window overlap [from, to] (epoch ms)? The span loadStates reads counters for. */
 function overlaps(counter: Pick<Counter, 'start' | 'end'>, from: number, to: number): boolean {
   return counter.end.getTime() > from && counter.start.getTime() <= to;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function totalsFromRow(c: any): CounterTotals {
-  return {
-    agentId: c.agent_id, window: c.window, start: new Date(c.window_start), end: new Date(c.window_end), currency: c.currency, actionFilter: c.action_filter,
-    counterparty: c.counterparty, reserved: Number(c.reserved), spent: Number(c.spent), count: Number(c.count),
-  };
 }

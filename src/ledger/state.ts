@@ -13,6 +13,9 @@ export interface Counter extends UsageSpec {
   dirty: boolean;
 }
 
+/** A counter's totals as a statement returned them. */
+export type CounterTotals = Omit<Counter, 'dirty'>;
+
 /** What a reservation in a given status adds to every counter it falls in. */
 export function contribution(status: ReservationStatus, amount: number): { reserved: number; spent: number; count: number } {
   switch (status) {

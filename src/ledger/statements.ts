@@ -16,6 +16,19 @@
 const decisionByKey = (keys: string) =>
   `${keys} cross join lateral (select d.ctid as found_ctid, d.* from decisions d where d.agent_id = k.agent_id and d.idempotency_key = k.idempotency_key offset 0) d`;
 
+/** Frozen agents among $agents, by the primary key. */
+const frozenAgents = (agents: string) => `select 'agent' as kind, id as key, status from agents where id = any(${agents}::text[]) and status <> 'active'`;
+
+/** Frozen registry cards among the (processor, id) pairs of $processors/$ids, one lookup each. */
+const frozenCards = (processors: string, ids: string) => `select 'card' as kind, c.processor || ':' || c.id as key, c.status
+       from unnest(${processors}::text[], ${ids}::text[]) as k(processor, id)
+       cross join lateral (select c.processor, c.id, c.status from cards c where c.processor = k.processor and c.id = k.id offset 0) c
+      where c.status <> 'active'`;
+
+/** The counters of $agents whose windows overlap [$from, $to] (loadStates reads these). */
+const countersOverlapping = (agents: string, from: string, to: string) =>
+  `select * from usage_counters where agent_id = any(${agents}::text[]) and window_end > ${from} and window_start <= ${to}`;
+
 /**
  * New decisions and the counters they moved ($23–$32: each counter's new totals), in one
  * statement; with `preconditions`, only if every one holds (each is returned by name).
@@ -52,13 +65,8 @@ function write(preconditions: Record<string, string> = {}): string {
 
 export const STATEMENTS = {
   previous: `select d.* from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}`,
-  counters: 'select * from usage_counters where agent_id = any($1::text[]) and window_end > $2 and window_start <= $3',
-  guards: `select 'agent' as kind, id as key, status from agents where id = any($1::text[]) and status <> 'active'
-     union all
-     select 'card', c.processor || ':' || c.id, c.status
-       from unnest($2::text[], $3::text[]) as k(processor, id)
-       cross join lateral (select c.processor, c.id, c.status from cards c where c.processor = k.processor and c.id = k.id offset 0) c
-      where c.status <> 'active'`,
+  counters: countersOverlapping('$1', '$2', '$3'),
+  guards: `${frozenAgents('$1')} union all ${frozenCards('$2', '$3')}`,
   reservations: `select d.id, d.agent_id, d.idempotency_key, d.status, d.counted_amount, d.action_type, d.currency, d.counterparty, d.created_at
        from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}
       where d.status is not null`,
@@ -73,7 +81,8 @@ export const STATEMENTS = {
    * reserved), in one statement with no read before it: each applies only if it is still
    * reserved at that amount under the agent and key settled (whose lock the batch holds), and moves every counter it falls in by the difference — the same
    * counters and sums as counts() and contribution() (src/ledger/state.ts) in the general path.
-   * Returns the ids that applied (the others take the general path) and the counters' new totals.
+   * Returns, in one row, the ids that applied (the others take the general path) and the
+   * counters' new totals.
    */
   settleKnown: `with found as (
        select d.found_ctid, k.status, k.amount, k.reference, k.was
@@ -98,7 +107,7 @@ export const STATEMENTS = {
          from moved m
         where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty) = (m.agent_id, m."window", m.window_start, m.currency, m.action_filter, m.counterparty)
        returning c.agent_id, c."window", c.window_start, c.window_end, c.currency, c.action_filter, c.counterparty, c.reserved, c.spent, c.count)
-     select s.id, (select coalesce(json_agg(counted), '[]') from counted) as counters from settled s`,
+     select array(select id from settled) as ids, (select coalesce(json_agg(counted), '[]') from counted) as counters`,
   settle: `with found as (
        select d.found_ctid, k.status, k.amount, k.reference
          from unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) as k(id, status, amount, reference)
@@ -107,26 +116,24 @@ export const STATEMENTS = {
        from found f where d.ctid = f.found_ctid`,
   write: write(),
   /**
-   * The write of a batch decided from counters this process knew ($35–$43, $49: each with its
-   * window and totals), applied only if nothing changed meanwhile: those counters exist at those
-   * totals and no other counter of agents $44 overlaps the batch's times $45–$46 (counters_ok); no
-   * decision exists under the batch's keys (keys_ok); no agent of the batch or card $47/$48 is
-   * frozen (guards_ok). Otherwise it writes nothing, and the batch takes the general path.
+   * The write of a batch decided from counters this process knew ($35–$44: each with its window
+   * and totals), applied only if nothing changed meanwhile: those counters exist as known and no
+   * other counter of agents $45 overlaps the batch's times $46–$47 (counters_ok); no decision
+   * exists under the batch's keys (keys_ok); no agent of the batch or card $48/$49 is frozen
+   * (guards_ok). Otherwise it writes nothing, and the batch takes the general path.
    */
   writeIfUnchanged: write({
     counters_ok: `(
-         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $49::timestamptz[], $38::text[], $39::text[], $40::text[], $41::bigint[], $42::bigint[], $43::int[])
+         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $38::timestamptz[], $39::text[], $40::text[], $41::text[], $42::bigint[], $43::bigint[], $44::int[])
                 as e(agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
           cross join lateral (select 1 from usage_counters c
                                where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty)
                                    = (e.agent_id, e."window", e.window_start, e.currency, e.action_filter, e.counterparty)
                                  and (c.window_end, c.reserved, c.spent, c.count) = (e.window_end, e.reserved, e.spent, e.count) offset 0) c
        ) = cardinality($35::text[])
-       and (select count(*) from usage_counters where agent_id = any($44::text[]) and window_end > $45 and window_start <= $46) = cardinality($35::text[])`,
+       and (select count(*) from (${countersOverlapping('$45', '$46', '$47')}) o) = cardinality($35::text[])`,
     keys_ok: `not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})`,
-    guards_ok: `not exists (select 1 from agents where id = any($44::text[]) and status <> 'active')
-       and not exists (select 1 from unnest($47::text[], $48::text[]) as k(processor, id)
-                        cross join lateral (select 1 from cards c where c.processor = k.processor and c.id = k.id and c.status <> 'active' offset 0) c)`,
+    guards_ok: `not exists (${frozenAgents('$45')}) and not exists (${frozenCards('$48', '$49')})`,
   }),
 } as const;
 

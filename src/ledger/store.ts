@@ -11,7 +11,7 @@ import type { Guards } from './guards.js';
 import { AgentState } from './state.js';
 import { coalesceWrites, prepared, sendBeforeCommit } from './transaction.js';
 import type { Rows, Tx } from './transaction.js';
-import type { Counter, ReservationStatus } from './state.js';
+import type { Counter, CounterTotals, ReservationStatus } from './state.js';
 
 export interface CheckRow {
   checkId: string;
@@ -43,6 +43,12 @@ export type PreviousCheck = Pick<CheckRow, 'checkId' | 'decision' | 'createdAt' 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 function counterFromRow(c: any) {
   return { window: c.window, start: c.window_start, end: c.window_end, currency: c.currency, actionFilter: c.action_filter, counterparty: c.counterparty, reserved: c.reserved, spent: c.spent, count: c.count };
+}
+
+/** Counter rows a statement returned as JSON (settleKnown's new totals): times arrive as text. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function countersFromJson(rows: any[]): CounterTotals[] {
+  return rows.map((c) => ({ ...counterFromRow(c), agentId: c.agent_id, start: new Date(c.window_start), end: new Date(c.window_end) }));
 }
 
 export async function loadStates(
@@ -218,9 +224,9 @@ export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[
   const exp = <T>(f: (c: Counter) => T) => expected.map(f);
   const sent = prepared(tx, 'writeIfUnchanged', [
     ...writeValues(checks, counters),
-    exp((c) => c.agentId), exp((c) => c.window), exp((c) => c.start), exp((c) => c.currency), exp((c) => c.actionFilter), exp((c) => c.counterparty),
-    exp((c) => c.reserved), exp((c) => c.spent), exp((c) => c.count),
-    agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id), exp((c) => c.end),
+    exp((c) => c.agentId), exp((c) => c.window), exp((c) => c.start), exp((c) => c.end), exp((c) => c.currency), exp((c) => c.actionFilter),
+    exp((c) => c.counterparty), exp((c) => c.reserved), exp((c) => c.spent), exp((c) => c.count),
+    agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id),
   ]);
   sendBeforeCommit(tx, sent);
   return sent.then(({ rows: [found] }) => ({ counters: found?.counters_ok === true, keys: found?.keys_ok === true, guards: found?.guards_ok === true }));

@@ -124,6 +124,12 @@ async function counterValues(agentId: string) {
   return rows.map((c) => ({ window: c.window, currency: c.currency, filter: c.action_filter, counterparty: c.counterparty, reserved: Number(c.reserved), spent: Number(c.spent), count: c.count }));
 }
 
+/** The agent's counter of one window, counterparty ('' any) and currency ('' any), with no action filter. */
+async function counterPicker(agentId: string) {
+  const values = await counterValues(agentId);
+  return (window: string, counterparty = '', currency = 'usd') => values.find((c) => c.window === window && c.counterparty === counterparty && c.currency === currency && c.filter === '');
+}
+
 const manyCounters = [
   ...dailyFifty,
   { rule_id: 'monthly', rule_type: 'velocity_limit', parameters: { limit: 500, currency: 'USD', window: 'monthly' } },
@@ -159,7 +165,11 @@ test('when reservations are settled with the reservation their check returned, t
   assert.deepEqual(statuses.map((d) => [d.status, Number(d.counted_amount)]), [['committed', 1000], ['committed', 800], ['released', 900], ['unknown', 300], ['committed', 1200]]);
 });
 
-/** A ledger on its own pool whose connections report the named statements they are sent. */
+/**
+ * A ledger on its own pool whose connections report the statements they are sent: `names` every
+ * one (a simple-protocol text by its first word, an unnamed one as ''), `statements()` the
+ * ledger's named statements since `clear()`.
+ */
 function statementSpy() {
   const spied = testKnex(2);
   const names: string[] = [];
@@ -170,78 +180,80 @@ function statementSpy() {
     if (!connection.spied) {
       const query = connection.query.bind(connection);
       connection.query = (statement: unknown, ...rest: unknown[]) => {
-        names.push(typeof statement === 'string' ? statement.split(' ')[0] ?? '' : (statement as { name: string }).name);
+        names.push(typeof statement === 'string' ? statement.split(' ')[0] ?? '' : ((statement as { name?: string }).name ?? ''));
         return query(statement, ...rest);
       };
       connection.spied = true;
     }
     return connection;
   };
-  return { ledger: createLedger(spied), names, destroy: () => spied.destroy() };
+  return {
+    ledger: createLedger(spied),
+    names,
+    statements: () => names.filter((n) => n.startsWith('ledger_')),
+    clear: () => {
+      names.length = 0;
+    },
+    destroy: () => spied.destroy(),
+  };
 }
 
-test('when a settlement is given the reservation its check returned, then it is one statement between BEGIN and COMMIT, with no read', async () => {
+/** `run` with a statement spy, destroyed after it. */
+async function withSpy(run: (spy: ReturnType<typeof statementSpy>) => Promise<void>): Promise<void> {
   const spy = statementSpy();
   try {
-    const agent = await agentWith(dailyFifty);
-    const result = await spy.ledger.check(input(agent, 'k', { amount: 1000 }));
-    spy.names.length = 0;
-    assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'committed', { amount: 900, reservation: result.reservation }), 'committed');
-    assert.deepEqual(spy.names, ['begin;', 'ledger_settleKnown', 'set'], 'BEGIN with the locks, the settlement, COMMIT (synchronous_commit off: it counts less)');
-    spy.names.length = 0;
-    // Already settled: the known path finds nothing to apply and the general path reads.
-    assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'released', { reservation: result.reservation }), 'committed');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_settleKnown', 'ledger_reservations', 'ledger_settledCounters']);
+    await run(spy);
   } finally {
     await spy.destroy();
   }
-});
+}
+
+test('when a settlement is given the reservation its check returned, then it is one statement between BEGIN and COMMIT, with no read', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const result = await spy.ledger.check(input(agent, 'k', { amount: 1000 }));
+  spy.clear();
+  assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'committed', { amount: 900, reservation: result.reservation }), 'committed');
+  assert.deepEqual(spy.names, ['begin;', 'ledger_settleKnown', 'set'], 'BEGIN with the locks, the settlement, COMMIT (synchronous_commit off: it counts less)');
+  spy.clear();
+  // Already settled: the known path finds nothing to apply and the general path reads.
+  assert.equal(await spy.ledger.settle(agent.agentId, 'k', 'released', { reservation: result.reservation }), 'committed');
+  assert.deepEqual(spy.statements(), ['ledger_settleKnown', 'ledger_reservations', 'ledger_settledCounters']);
+}));
 
 const READS = ['ledger_guards', 'ledger_previous', 'ledger_counters'];
 
-test("when an agent's counters are known to the process, then its next check is one round trip: BEGIN with its lock, the checked write, COMMIT", async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(manyCounters);
-    await spy.ledger.check(input(agent, 'first', { amount: 1000, counterparty: 'acme' }));
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write'], 'the first check reads');
-    spy.names.length = 0;
-    const second = await spy.ledger.check(input(agent, 'second', { amount: 500, counterparty: 'acme' }));
-    assert.equal(second.decision.decision, 'allow');
-    assert.deepEqual(spy.names, ['begin;', 'ledger_writeIfUnchanged', 'commit'], 'no read: decided from the counters the first check left');
-    // Every counter the reservation falls in moved, exactly as the general path moves them.
-    const values = await counterValues(agent.agentId);
-    const pick = (window: string, counterparty = '', currency = 'usd') => values.find((c) => c.window === window && c.counterparty === counterparty && c.currency === currency && c.filter === '');
-    assert.deepEqual([pick('daily')?.reserved, pick('monthly')?.reserved, pick('daily', '', '')?.count, pick('daily', '=acme', '')?.count], [1500, 1500, 2, 2]);
-  } finally {
-    await spy.destroy();
-  }
-});
+test("when an agent's counters are known to the process, then its next check is one round trip: BEGIN with its lock, the checked write, COMMIT", () => withSpy(async (spy) => {
+  const agent = await agentWith(manyCounters);
+  await spy.ledger.check(input(agent, 'first', { amount: 1000, counterparty: 'acme' }));
+  assert.deepEqual(spy.statements(), [...READS, 'ledger_write'], 'the first check reads');
+  spy.clear();
+  const second = await spy.ledger.check(input(agent, 'second', { amount: 500, counterparty: 'acme' }));
+  assert.equal(second.decision.decision, 'allow');
+  assert.deepEqual(spy.names, ['begin;', 'ledger_writeIfUnchanged', 'commit'], 'no read: decided from the counters the first check left');
+  // Every counter the reservation falls in moved, exactly as the general path moves them.
+  const pick = await counterPicker(agent.agentId);
+  assert.deepEqual([pick('daily')?.reserved, pick('monthly')?.reserved, pick('daily', '', '')?.count, pick('daily', '=acme', '')?.count], [1500, 1500, 2, 2]);
+}));
 
-test("when another process moved an agent's counters after this one saw them, then the checked write writes nothing and the check is decided on what the database holds", async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(dailyFifty);
-    assert.equal((await spy.ledger.check(input(agent, 'here', { amount: 3000 }))).decision.decision, 'allow');
-    // Another process (its own ledger) reserves 15 USD of the 20 left.
-    assert.equal((await createLedger(knex).check(input(agent, 'there', { amount: 1500 }))).decision.decision, 'allow');
-    spy.names.length = 0;
-    // From the counters it saw (30 USD), this process would allow 10 USD more; the truth is 45.
-    const late = await spy.ledger.check(input(agent, 'late', { amount: 1000 }));
-    assert.equal(late.decision.decision, 'block');
-    assert.equal(late.decision.reasonCode, 'velocity_limit');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged', ...READS, 'ledger_write'], 'the checked write, then the general path');
-    spy.names.length = 0;
-    // Two processes share this agent: for a while its checks here read first, and waste no write.
-    assert.equal((await spy.ledger.check(input(agent, 'after', { amount: 500 }))).decision.decision, 'allow');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write']);
-    const [counter] = await counters(agent.agentId);
-    assert.deepEqual([Number(counter.reserved), counter.count], [5000, 3]);
-    assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'late' }).first()).status, null, 'recorded once, as a block');
-  } finally {
-    await spy.destroy();
-  }
-});
+test("when another process moved an agent's counters after this one saw them, then the checked write writes nothing and the check is decided on what the database holds", () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  assert.equal((await spy.ledger.check(input(agent, 'here', { amount: 3000 }))).decision.decision, 'allow');
+  // Another process (its own ledger) reserves 15 USD of the 20 left.
+  assert.equal((await createLedger(knex).check(input(agent, 'there', { amount: 1500 }))).decision.decision, 'allow');
+  spy.clear();
+  // From the counters it saw (30 USD), this process would allow 10 USD more; the truth is 45.
+  const late = await spy.ledger.check(input(agent, 'late', { amount: 1000 }));
+  assert.equal(late.decision.decision, 'block');
+  assert.equal(late.decision.reasonCode, 'velocity_limit');
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged', ...READS, 'ledger_write'], 'the checked write, then the general path');
+  spy.clear();
+  // Two processes share this agent: for a while its checks here read first, and waste no write.
+  assert.equal((await spy.ledger.check(input(agent, 'after', { amount: 500 }))).decision.decision, 'allow');
+  assert.deepEqual(spy.statements(), [...READS, 'ledger_write']);
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [5000, 3]);
+  assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'late' }).first()).status, null, 'recorded once, as a block');
+}));
 
 test('when a card or its agent is frozen after the counters were seen, then the next check on it is declined all the same', async () => {
   const agent = await agentWith(dailyFifty);
@@ -275,32 +287,27 @@ test('when a key decided without a read comes again, then it gets the same decis
   assert.deepEqual([Number(counter.reserved), counter.count], [800, 2]);
 });
 
-test('when a retried key or a frozen card sends a checked write back, then the agent is not taken for contended: its next check is still one round trip', async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(dailyFifty);
-    const card = { processor: 'stripe', id: uniqueId('ic') };
-    await knex('cards').insert({ processor: card.processor, id: card.id, agent_id: agent.agentId, status: 'active', source: 'registered' });
-    await spy.ledger.check({ ...input(agent, 'a'), card });
-    await spy.ledger.check({ ...input(agent, 'b'), card });
-    spy.names.length = 0;
-    assert.equal((await spy.ledger.check({ ...input(agent, 'b'), card })).replayed, true);
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged', ...READS], 'the retry is answered by the general path');
-    spy.names.length = 0;
-    await spy.ledger.check({ ...input(agent, 'c'), card });
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
-    await knex('cards').where(card).update({ status: 'frozen' });
-    assert.equal((await spy.ledger.check({ ...input(agent, 'd'), card })).decision.decision, 'block');
-    await knex('cards').where(card).update({ status: 'active' });
-    spy.names.length = 0;
-    await spy.ledger.check({ ...input(agent, 'e'), card });
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
-    const [counter] = await counters(agent.agentId);
-    assert.deepEqual([Number(counter.reserved), counter.count], [400, 4]);
-  } finally {
-    await spy.destroy();
-  }
-});
+test('when a retried key or a frozen card sends a checked write back, then the agent is not taken for contended: its next check is still one round trip', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const card = { processor: 'stripe', id: uniqueId('ic') };
+  await knex('cards').insert({ processor: card.processor, id: card.id, agent_id: agent.agentId, status: 'active', source: 'registered' });
+  await spy.ledger.check({ ...input(agent, 'a'), card });
+  await spy.ledger.check({ ...input(agent, 'b'), card });
+  spy.clear();
+  assert.equal((await spy.ledger.check({ ...input(agent, 'b'), card })).replayed, true);
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged', ...READS], 'the retry is answered by the general path');
+  spy.clear();
+  await spy.ledger.check({ ...input(agent, 'c'), card });
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged']);
+  await knex('cards').where(card).update({ status: 'frozen' });
+  assert.equal((await spy.ledger.check({ ...input(agent, 'd'), card })).decision.decision, 'block');
+  await knex('cards').where(card).update({ status: 'active' });
+  spy.clear();
+  await spy.ledger.check({ ...input(agent, 'e'), card });
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged']);
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [400, 4]);
+}));
 
 test('when another process changes one of two agents decided together, then both are decided on what the database holds', async () => {
   const [a, b] = [await agentWith(dailyFifty), await agentWith(dailyFifty)];
@@ -314,23 +321,18 @@ test('when another process changes one of two agents decided together, then both
   assert.deepEqual([Number(counterA.reserved), Number(counterB.reserved)], [4500, 3000]);
 });
 
-test('when a partial approval is decided from known counters, then the smaller amount is reserved and the asked one kept', async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(dailyFifty);
-    await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
-    spy.names.length = 0;
-    const partial = await spy.ledger.check({ ...input(agent, 'partial', { amount: 4000 }), allowPartial: true });
-    assert.deepEqual([partial.decision.decision, partial.partialAmount], ['allow', 2000]);
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
-    const row = await knex('decisions').where({ id: partial.checkId }).first();
-    assert.deepEqual([Number(row.amount), Number(row.counted_amount), row.metadata.requested_amount], [2000, 2000, 4000]);
-    const [counter] = await counters(agent.agentId);
-    assert.deepEqual([Number(counter.reserved), counter.count], [5000, 2]);
-  } finally {
-    await spy.destroy();
-  }
-});
+test('when a partial approval is decided from known counters, then the smaller amount is reserved and the asked one kept', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  spy.clear();
+  const partial = await spy.ledger.check({ ...input(agent, 'partial', { amount: 4000 }), allowPartial: true });
+  assert.deepEqual([partial.decision.decision, partial.partialAmount], ['allow', 2000]);
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged']);
+  const row = await knex('decisions').where({ id: partial.checkId }).first();
+  assert.deepEqual([Number(row.amount), Number(row.counted_amount), row.metadata.requested_amount], [2000, 2000, 4000]);
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), counter.count], [5000, 2]);
+}));
 
 test('when two processes that both know the counters race 200 reservations of 1 USD against a 50 USD daily limit, then exactly 50 pass', async () => {
   const agent = await agentWith(dailyFifty);
@@ -343,42 +345,32 @@ test('when two processes that both know the counters race 200 reservations of 1 
   assert.deepEqual([Number(counter.reserved), counter.count], [5000, 50]);
 });
 
-test('when a known reservation is settled, then the next check is decided without a read from the counters as the settlement left them', async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(dailyFifty);
-    const held = await spy.ledger.check(input(agent, 'held', { amount: 4000 }));
-    assert.equal(await spy.ledger.settle(agent.agentId, 'held', 'released', { reservation: held.reservation }), 'released');
-    spy.names.length = 0;
-    assert.equal((await spy.ledger.check(input(agent, 'next', { amount: 4500 }))).decision.decision, 'allow', 'the released 40 USD are free again');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), ['ledger_writeIfUnchanged']);
-    const committed = await spy.ledger.check(input(agent, 'small', { amount: 200 }));
-    assert.equal(await spy.ledger.settle(agent.agentId, 'small', 'committed', { amount: 500, reservation: committed.reservation }), 'committed');
-    spy.names.length = 0;
-    assert.equal((await spy.ledger.check(input(agent, 'over', { amount: 1 }))).decision.decision, 'block', '45 + 5 USD spent: the limit is reached');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write'], 'a block is recorded by the general path');
-    const [counter] = await counters(agent.agentId);
-    assert.deepEqual([Number(counter.reserved), Number(counter.spent), counter.count], [4500, 500, 2]);
-  } finally {
-    await spy.destroy();
-  }
-});
+test('when a known reservation is settled, then the next check is decided without a read from the counters as the settlement left them', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const held = await spy.ledger.check(input(agent, 'held', { amount: 4000 }));
+  assert.equal(await spy.ledger.settle(agent.agentId, 'held', 'released', { reservation: held.reservation }), 'released');
+  spy.clear();
+  assert.equal((await spy.ledger.check(input(agent, 'next', { amount: 4500 }))).decision.decision, 'allow', 'the released 40 USD are free again');
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged']);
+  const committed = await spy.ledger.check(input(agent, 'small', { amount: 200 }));
+  assert.equal(await spy.ledger.settle(agent.agentId, 'small', 'committed', { amount: 500, reservation: committed.reservation }), 'committed');
+  spy.clear();
+  assert.equal((await spy.ledger.check(input(agent, 'over', { amount: 1 }))).decision.decision, 'block', '45 + 5 USD spent: the limit is reached');
+  assert.deepEqual(spy.statements(), [...READS, 'ledger_write'], 'a block is recorded by the general path');
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual([Number(counter.reserved), Number(counter.spent), counter.count], [4500, 500, 2]);
+}));
 
-test('when the day turns over, then the first check of the new day reads (a counter not seen yet) and the budget starts again', async () => {
-  const spy = statementSpy();
-  try {
-    const agent = await agentWith(dailyFifty);
-    const evening = new Date('2026-11-02T23:59:00Z');
-    const morning = new Date('2026-11-03T00:00:00Z');
-    await spy.ledger.check(input(agent, 'a', { amount: 4000 }, evening));
-    assert.equal((await spy.ledger.check(input(agent, 'b', { amount: 1000 }, evening))).decision.decision, 'allow');
-    spy.names.length = 0;
-    assert.equal((await spy.ledger.check(input(agent, 'c', { amount: 5000 }, morning))).decision.decision, 'allow');
-    assert.deepEqual(spy.names.filter((n) => n?.startsWith('ledger_')), [...READS, 'ledger_write']);
-  } finally {
-    await spy.destroy();
-  }
-});
+test('when the day turns over, then the first check of the new day reads (a counter not seen yet) and the budget starts again', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const evening = new Date('2026-11-02T23:59:00Z');
+  const morning = new Date('2026-11-03T00:00:00Z');
+  await spy.ledger.check(input(agent, 'a', { amount: 4000 }, evening));
+  assert.equal((await spy.ledger.check(input(agent, 'b', { amount: 1000 }, evening))).decision.decision, 'allow');
+  spy.clear();
+  assert.equal((await spy.ledger.check(input(agent, 'c', { amount: 5000 }, morning))).decision.decision, 'allow');
+  assert.deepEqual(spy.statements(), [...READS, 'ledger_write']);
+}));
 
 test('when a reservation was settled elsewhere before its known settlement arrives, then that settlement takes the general path and counts once', async () => {
   const agent = await agentWith(dailyFifty);
@@ -409,8 +401,7 @@ test('when 100 known reservations of one agent settle at once, then every counte
   assert.equal(results.filter((r) => r.reservation).length, 100);
   const settled = await Promise.all(results.map((r, i) => ledger.settle(agent.agentId, `m${i}`, i < 60 ? 'committed' : 'released', { reservation: r.reservation })));
   assert.equal(settled.filter((s) => s === 'committed').length, 60);
-  const values = await counterValues(agent.agentId);
-  const pick = (window: string, counterparty = '', currency = 'usd') => values.find((c) => c.window === window && c.counterparty === counterparty && c.currency === currency && c.filter === '');
+  const pick = await counterPicker(agent.agentId);
   assert.deepEqual(pick('daily'), { window: 'daily', currency: 'usd', filter: '', counterparty: '', reserved: 0, spent: 600, count: 60 });
   assert.deepEqual(pick('monthly'), { window: 'monthly', currency: 'usd', filter: '', counterparty: '', reserved: 0, spent: 600, count: 60 });
   assert.deepEqual(pick('daily', '', '')?.count, 60, 'the rate counter (any currency)');

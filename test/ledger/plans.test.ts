@@ -58,7 +58,7 @@ const SAMPLES: Record<StatementName, unknown[]> = {
   writeIfUnchanged: [],
 };
 // The same write, checked against the counters it was decided from.
-SAMPLES.writeIfUnchanged = [...SAMPLES.write, ['hot'], ['daily'], [today], ['usd'], [''], [''], [0], [0], [0], ['hot'], NOW, NOW, ['stripe'], ['ic_1'], [tomorrow]];
+SAMPLES.writeIfUnchanged = [...SAMPLES.write, ['hot'], ['daily'], [today], [tomorrow], ['usd'], [''], [''], [0], [0], [0], ['hot'], NOW, NOW, ['stripe'], ['ic_1']];
 
 /** A SQL literal PostgreSQL coerces to the parameter's type (EXECUTE takes no bind parameters). */
 function literal(client: pg.Client, value: unknown): string {
