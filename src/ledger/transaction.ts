@@ -59,12 +59,12 @@ export function agentLockKey(agentId: string): bigint {
  * right as the tables grow. Bitmap scans stay on: the queries the ledger sends through knex (planned
  * for each call) need them, e.g. card_transactions by `authorization_id = … or id = …`.
  */
-export const PLANNER_SETTINGS = [
-  'plan_cache_mode = force_generic_plan',
-  'enable_seqscan = off',
-  'enable_hashjoin = off',
-  'enable_mergejoin = off',
-].map((setting) => `set local ${setting}`).join('; ');
+export const PLANNER_SETTINGS = `select ${Object.entries({
+  plan_cache_mode: 'force_generic_plan',
+  enable_seqscan: 'off',
+  enable_hashjoin: 'off',
+  enable_mergejoin: 'off',
+}).map(([name, value]) => `set_config('${name}', '${value}', true)`).join(', ')}`;
 
 /**
  * BEGIN, lock the agents (always in key order, so two processes locking overlapping sets cannot
@@ -82,9 +82,12 @@ export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx
   const tx: Tx = { knex, connection, unawaited: [], durable: true };
   const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   try {
-    // Literal integers only (no parameters), so this is one simple-protocol message.
+    // Literal integers only (no parameters), so this is one simple-protocol message; the settings
+    // and every lock are one statement after BEGIN, not one per agent (PostgreSQL parses, plans and
+    // answers each). unnest returns the keys in the array's order, so they are locked in key order.
     coalesceWrites(connection);
-    const begun = connection.query(`begin; ${PLANNER_SETTINGS}; ${keys.map((k) => `select pg_advisory_xact_lock(${k.toString()})`).join('; ')}`);
+    const locks = keys.length > 0 ? `, (select count(pg_advisory_xact_lock(k)) from unnest('{${keys.join(',')}}'::bigint[]) as k)` : '';
+    const begun = connection.query(`begin; ${PLANNER_SETTINGS}${locks}`);
     begun.catch(() => undefined); // reported below
     let result: T;
     try {

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
 import { createLedger } from '../../src/ledger/ledger.js';
+import { agentLockKey } from '../../src/ledger/transaction.js';
 import type { CheckInput, CheckResult, Ledger } from '../../src/ledger/ledger.js';
 import type { Action, PolicyDocument } from '../../src/policy/model.js';
 import { compiledPolicy, savePolicy } from '../../src/policy/store.js';
@@ -437,6 +438,40 @@ test('when a check is simulated, then nothing is recorded or reserved', async ()
   assert.equal(result.decision.decision, 'allow');
   assert.equal((await knex('decisions').where({ agent_id: agent.agentId })).length, 0);
   assert.equal((await counters(agent.agentId)).every((c) => c.reserved === 0), true);
+});
+
+test('when checks arrive while a batch is in flight, then they wait for it and go together in the next one', async () => {
+  const agents = await Promise.all(Array.from({ length: 9 }, () => agentWith(dailyFifty)));
+  const batching = createLedger(knex, { overlapAfterMs: 60_000 });
+  const [first, ...rest] = agents as [Awaited<ReturnType<typeof agentWith>>, ...Awaited<ReturnType<typeof agentWith>>[]];
+  const results = await Promise.all([batching.check(input(first, 'k')), ...rest.map((agent) => batching.check(input(agent, 'k')))]);
+  assert.ok(results.every((r) => r.decision.decision === 'allow'));
+  const stamps = await knex('decisions').whereIn('agent_id', agents.map((a) => a.agentId)).select('agent_id', knex.raw('xmin::text as xid'));
+  const transactions = new Set(stamps.map((s: { xid: string }) => s.xid));
+  assert.equal(stamps.length, 9);
+  assert.equal(transactions.size, 2, 'the first check alone, then the eight that waited for it, in one transaction');
+});
+
+test('when a batch waits on a lock another process holds, then checks of other agents start beside it once it has run overlapAfterMs', async () => {
+  const [stuck, free] = await Promise.all([agentWith(dailyFifty), agentWith(dailyFifty)]);
+  const batching = createLedger(knex, { overlapAfterMs: 200 });
+  const holder = await knex.transaction();
+  await holder.raw(`select pg_advisory_xact_lock(${agentLockKey(stuck.agentId).toString()})`);
+  let stuckDone = false;
+  let waiting: Promise<CheckResult> | undefined;
+  try {
+    const started = performance.now();
+    waiting = batching.check(input(stuck, 'k'));
+    void waiting.then(() => (stuckDone = true), () => undefined);
+    const result = await batching.check(input(free, 'k'));
+    const waited = performance.now() - started;
+    assert.equal(result.decision.decision, 'allow');
+    assert.equal(stuckDone, false, 'decided while the first batch still waits on its lock');
+    assert.ok(waited >= 190, `the second batch waited for the first ${waited.toFixed(0)} ms, not overlapAfterMs`);
+  } finally {
+    await holder.rollback();
+  }
+  assert.equal((await waiting).decision.decision, 'allow');
 });
 
 test('when someone tries to edit or delete a violation in the database, then PostgreSQL refuses', async () => {
