@@ -42,12 +42,22 @@ export function prepared(tx: Tx, name: StatementName, values: unknown[]): Promis
   return tx.connection.query({ name: `ledger_${name}`, text: STATEMENTS[name], values });
 }
 
+/** Agents' lock keys, kept: a batch locks every agent it holds, and each key is a SHA-256. */
+const lockKeys = new Map<string, bigint>();
+const LOCK_KEYS_KEPT = 10_000;
+
 /**
  * The advisory-lock key of an agent: 64 bits of SHA-256, computed here so BEGIN and every lock of
  * a batch travel in one round trip. Every process computes the same key.
  */
 export function agentLockKey(agentId: string): bigint {
-  return createHash('sha256').update(`ledger:${agentId}`).digest().readBigInt64BE(0);
+  let key = lockKeys.get(agentId);
+  if (key === undefined) {
+    if (lockKeys.size >= LOCK_KEYS_KEPT) lockKeys.clear();
+    key = createHash('sha256').update(`ledger:${agentId}`).digest().readBigInt64BE(0);
+    lockKeys.set(agentId, key);
+  }
+  return key;
 }
 
 /**

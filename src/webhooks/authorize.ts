@@ -140,6 +140,9 @@ async function decideAuthorization(deps: AuthorizeDeps, request: AuthorizationRe
 /** Strings only, nulls dropped: processor metadata is a string map. */
 function defined(values: Record<string, string | null | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined) out[k] = v;
+  for (const key in values) {
+    const value = values[key];
+    if (value !== null && value !== undefined) out[key] = value;
+  }
   return out;
 }
