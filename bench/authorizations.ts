@@ -1,8 +1,9 @@
 // Real-time card authorizations: signed Stripe `issuing_authorization.request` events posted to a
 // gateway process (its own process, durable commits), every one a new authorization that is
 // decided and reserved. Closed loop at 32 in flight over 64 cards (64 agents) and on one hot card
-// (autocannon); then an open loop at a fixed 500 requests/s for the latency goal, and the same open
-// loop against a server that only parses and answers (bench/minimal-webhook.ts): the floor.
+// (wrk when installed, else autocannon; BENCH_CLIENT=autocannon forces it); then an open loop at a
+// fixed 500 requests/s for the latency goal, and the same open loop against a server that only
+// parses and answers (bench/minimal-webhook.ts): the floor.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import autocannon from 'autocannon';
 import { cpuMs, postgresCpuMs } from './cpu.js';
 import { percentiles, post, waitForPort } from './http.js';
 import { freePort } from '../src/db/embedded.js';
+import { wrkClosedLoop, wrkInstalled } from './wrk.js';
 import { startGatewayProcess } from '../test/helpers/gateway-process.js';
 import type { GatewayProcess as Gateway } from '../test/helpers/gateway-process.js';
 import { signStripe, stripeAuthorizationRequest } from '../test/helpers/processor-events.js';
@@ -29,6 +31,8 @@ export interface AuthorizationFigures {
   cpuUs: { gateway: number; postgres: number; client: number };
   /** What answered, when not the gateway. */
   server?: string;
+  /** The load generator. */
+  client: string;
 }
 
 /**
@@ -87,10 +91,10 @@ function cpuPer(before: CpuMark, after: CpuMark, requests: number): Authorizatio
   return { gateway: per('gateway'), postgres: per('postgres'), client: per('client') };
 }
 
-function summarize(name: string, latencies: number[], seconds: number, answers: string[], cpuUs: AuthorizationFigures['cpuUs']): AuthorizationFigures {
+function summarize(name: string, client: string, latencies: number[], seconds: number, answers: string[], cpuUs: AuthorizationFigures['cpuUs']): AuthorizationFigures {
   const pct = percentiles(latencies);
   return {
-    name, total: latencies.length, perSecond: Math.round(latencies.length / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99),
+    name, client, total: latencies.length, perSecond: Math.round(latencies.length / seconds), p50Ms: pct(0.5), p99Ms: pct(0.99),
     approved: answers.filter((a) => a.includes('"approved":true')).length, failMode: answers.filter((a) => a.includes('fail_mode')).length, cpuUs,
   };
 }
@@ -101,7 +105,7 @@ function summarize(name: string, latencies: number[], seconds: number, answers: 
  * per request of node's http client, which by itself topped out near 2,400 requests/s here.
  * Latency is timed per request, to the microsecond, from the moment autocannon builds it.
  */
-async function closedLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], concurrency: number): Promise<AuthorizationFigures> {
+async function autocannonLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], concurrency: number): Promise<AuthorizationFigures> {
   const latencies: number[] = [];
   const answers: string[] = [];
   let next = 0;
@@ -132,7 +136,24 @@ async function closedLoop(gw: Gateway, name: string, requests: { body: string; s
   });
   const seconds = (lastAnswered - (firstSent ?? started)) / 1000;
   if (result.errors > 0 || result.non2xx > 0) throw new Error(`${name}: ${result.errors} errors, ${result.non2xx} non-2xx answers`);
-  return summarize(name, latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
+  return summarize(name, 'autocannon', latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
+}
+
+/**
+ * The same closed loop driven by wrk for `seconds`: it costs ~50–70 µs of CPU per request here
+ * against autocannon's ~120–150, CPU the gateway and PostgreSQL then have. `requests` must outlast
+ * the run (wrkClosedLoop refuses a run that would send one twice).
+ */
+async function wrkLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], concurrency: number, seconds: number): Promise<AuthorizationFigures> {
+  const mark = cpuMark(gw);
+  const run = await wrkClosedLoop(gw.port, requests, concurrency, seconds);
+  const after = cpuMark(gw);
+  const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, run.total));
+  return {
+    name, client: 'wrk', total: run.total, perSecond: Math.round(run.total / run.seconds), p50Ms: Number(run.p50Ms.toFixed(2)), p99Ms: Number(run.p99Ms.toFixed(2)),
+    approved: run.approved, failMode: run.failMode,
+    cpuUs: { gateway: per(after.gateway - mark.gateway), postgres: per(after.postgres - mark.postgres), client: per(run.clientCpuMs) },
+  };
 }
 
 async function openLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], perSecond: number): Promise<AuthorizationFigures> {
@@ -156,7 +177,7 @@ async function openLoop(gw: Gateway, name: string, requests: { body: string; sig
   await Promise.all(inFlight);
   const seconds = (performance.now() - started) / 1000;
   agent.destroy();
-  return summarize(name, latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
+  return summarize(name, "node's http", latencies, seconds, answers, cpuPer(mark, cpuMark(gw), latencies.length));
 }
 
 export async function benchAuthorizations(databaseUrl: string): Promise<AuthorizationFigures[]> {
@@ -167,13 +188,19 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
     const tag = `bench-auth-${Date.now()}`;
     const many = await createAgents(gw, setup, 64, `${tag}-many`);
     const [hot] = await createAgents(gw, setup, 1, `${tag}-hot`);
-    const total = Number(process.env.BENCH_AUTHORIZATIONS ?? 20_000);
-    await closedLoop(gw, 'warm-up', signedRequests(many, 2000), 32);
+    // autocannon sends a number of requests; wrk runs for BENCH_SECONDS through as many as it
+    // may need (it must never run out: each is a new authorization).
+    const useWrk = process.env.BENCH_CLIENT !== 'autocannon' && wrkInstalled();
+    const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+    const total = Number(process.env.BENCH_AUTHORIZATIONS ?? (useWrk ? 7_000 * seconds : 20_000));
+    const closedLoop = (name: string, agentIds: string[], count: number, concurrency: number, forSeconds = seconds) =>
+      useWrk ? wrkLoop(gw, name, signedRequests(agentIds, count), concurrency, forSeconds) : autocannonLoop(gw, name, signedRequests(agentIds, count), concurrency);
+    await closedLoop('warm-up', many, useWrk ? 14_000 : 2000, 32, 2);
     const figures: AuthorizationFigures[] = [];
-    figures.push(await closedLoop(gw, '32 in flight over 64 cards (64 agents)', signedRequests(many, total), 32));
-    figures.push(await closedLoop(gw, '32 in flight on one hot card', signedRequests([hot as string], total), 32));
+    figures.push(await closedLoop('32 in flight over 64 cards (64 agents)', many, total, 32));
+    figures.push(await closedLoop('32 in flight on one hot card', [hot as string], total, 32));
     figures.push(await openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500));
-    figures.push(await closedLoop(gw, 'one at a time (unloaded latency)', signedRequests(many, 1000), 1));
+    figures.push(await closedLoop('one at a time (unloaded latency)', many, useWrk ? 2000 : 1000, 1, 2));
     const floor = await startFloor();
     try {
       figures.push({ ...(await openLoop(floor, 'floor: 500/s to a server that only parses', signedRequests(many, 5000), 500)), server: 'floor server' });
