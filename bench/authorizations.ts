@@ -191,7 +191,7 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
     // autocannon sends a number of requests; wrk runs for BENCH_SECONDS through as many as it
     // may need (it must never run out: each is a new authorization).
     const useWrk = process.env.BENCH_CLIENT !== 'autocannon' && wrkInstalled();
-    const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+    const seconds = Number(process.env.BENCH_SECONDS ?? 5);
     const total = Number(process.env.BENCH_AUTHORIZATIONS ?? (useWrk ? 7_000 * seconds : 20_000));
     const closedLoop = (name: string, agentIds: string[], count: number, concurrency: number, forSeconds = seconds) =>
       useWrk ? wrkLoop(gw, name, signedRequests(agentIds, count), concurrency, forSeconds) : autocannonLoop(gw, name, signedRequests(agentIds, count), concurrency);
