@@ -140,19 +140,18 @@ async function autocannonLoop(gw: Gateway, name: string, requests: { body: strin
 }
 
 /**
- * The same closed loop driven by wrk for `seconds`: it costs ~50–70 µs of CPU per request here
+ * The same closed loop driven by wrk for `seconds`: it costs ~60–90 µs of CPU per request here
  * against autocannon's ~120–150, CPU the gateway and PostgreSQL then have. `requests` must outlast
  * the run (wrkClosedLoop refuses a run that would send one twice).
  */
 async function wrkLoop(gw: Gateway, name: string, requests: { body: string; signature: string }[], concurrency: number, seconds: number): Promise<AuthorizationFigures> {
   const mark = cpuMark(gw);
   const run = await wrkClosedLoop(gw.port, requests, concurrency, seconds);
-  const after = cpuMark(gw);
-  const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, run.total));
+  // wrk is its own process: its CPU comes from the run, not from this one's.
+  const cpuUs = cpuPer(mark, { ...cpuMark(gw), client: mark.client + run.clientCpuMs }, run.total);
   return {
     name, client: 'wrk', total: run.total, perSecond: Math.round(run.total / run.seconds), p50Ms: Number(run.p50Ms.toFixed(2)), p99Ms: Number(run.p99Ms.toFixed(2)),
-    approved: run.approved, failMode: run.failMode,
-    cpuUs: { gateway: per(after.gateway - mark.gateway), postgres: per(after.postgres - mark.postgres), client: per(run.clientCpuMs) },
+    approved: run.approved, failMode: run.failMode, cpuUs,
   };
 }
 

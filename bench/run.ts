@@ -80,7 +80,9 @@ async function authorizationSection() {
   console.log('\ncard authorizations: signed Stripe issuing_authorization.request events, each decided and reserved (gateway in its own process)');
   for (const f of await benchAuthorizations(url)) {
     console.log(`  ${f.name.padEnd(40)} ${f.perSecond.toLocaleString('en').padStart(6)} decisions/s  p50 ${f.p50Ms} ms  p99 ${f.p99Ms} ms  (${f.total} requests, ${f.approved} approved${f.failMode ? `, ${f.failMode} by FAIL MODE!` : ''})`);
-    console.log(`  ${''.padEnd(40)} CPU per request: ${f.server ?? 'gateway'} ${f.cpuUs.gateway} µs, PostgreSQL ${f.cpuUs.postgres} µs, load client (${f.client}) ${f.cpuUs.client} µs`);
+    // The floor server uses no database (PostgreSQL's total then only shows backends exiting).
+    const postgres = f.server ? '' : `, PostgreSQL ${f.cpuUs.postgres} µs`;
+    console.log(`  ${''.padEnd(40)} CPU per request: ${f.server ?? 'gateway'} ${f.cpuUs.gateway} µs${postgres}, load client (${f.client}) ${f.cpuUs.client} µs`);
   }
 }
 

@@ -24,7 +24,6 @@ export interface WrkRun {
   p99Ms: number;
   approved: number;
   failMode: number;
-  non2xx: number;
   /** CPU time wrk used, ms. */
   clientCpuMs: number;
 }
@@ -84,9 +83,10 @@ export async function wrkClosedLoop(port: number, requests: { body: string; sign
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
     if (non2xx > 0) throw new Error(`wrk: ${non2xx} answers were not 200`);
     if (total >= requests.length) throw new Error(`wrk answered all ${requests.length} prepared requests in ${seconds} s: raise BENCH_AUTHORIZATIONS`);
+    // The output ends with `times`: the shell's user and system time, then its children's.
     const times = [...out.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
-    const clientCpuMs = (times[2] ?? 0) + (times[3] ?? 0); // second line: the children's user and system time
-    return { total, seconds: durationUs / 1e6, p50Ms: p50Us / 1000, p99Ms: p99Us / 1000, approved, failMode, non2xx, clientCpuMs };
+    const [childUser = 0, childSystem = 0] = times.slice(-2);
+    return { total, seconds: durationUs / 1e6, p50Ms: p50Us / 1000, p99Ms: p99Us / 1000, approved, failMode, clientCpuMs: childUser + childSystem };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

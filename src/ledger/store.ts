@@ -190,7 +190,6 @@ export async function recordBatch(tx: Tx, checks: CheckRow[], counters: Counter[
 /** The write statement's columns: new decisions ($1–$22, $33, $34), then counters' new totals ($23–$32). */
 function writeValues(checks: CheckRow[], counters: Counter[]): unknown[] {
   const col = <T>(f: (c: CheckRow) => T) => checks.map(f);
-  const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
   return [
     col((c) => c.checkId), col((c) => c.agentId), col((c) => c.decision.policyId), col((c) => c.decision.policyVersion),
     col((c) => c.action.actionType), col((c) => c.action.amount), col((c) => c.action.currency), col((c) => c.action.counterparty ?? ''),
@@ -198,9 +197,17 @@ function writeValues(checks: CheckRow[], counters: Counter[]): unknown[] {
     col((c) => c.decision.violatedRuleId), col((c) => c.decision.violatedRuleDescription), col((c) => c.decision.message),
     col((c) => c.decision.confidence), col((c) => c.decision.notify), col((c) => c.latencyMs), col((c) => c.idempotencyKey),
     col((c) => c.requestHash), col((c) => c.createdAt), col((c) => c.reserved), col((c) => c.source),
+    ...counterColumns(counters),
+    col((c) => c.status ?? null), col((c) => c.reference),
+  ];
+}
+
+/** Counters as the statements take them: one array per usage_counters column, in table order. */
+function counterColumns(counters: Counter[]): unknown[][] {
+  const cnt = <T>(f: (c: Counter) => T) => counters.map(f);
+  return [
     cnt((c) => c.agentId), cnt((c) => c.window), cnt((c) => c.start), cnt((c) => c.end), cnt((c) => c.currency),
     cnt((c) => c.actionFilter), cnt((c) => c.counterparty), cnt((c) => c.reserved), cnt((c) => c.spent), cnt((c) => c.count),
-    col((c) => c.status ?? null), col((c) => c.reference),
   ];
 }
 
@@ -221,11 +228,9 @@ export interface Unchanged {
  */
 export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[]): Promise<Unchanged> {
   coalesceWrites(tx.connection);
-  const exp = <T>(f: (c: Counter) => T) => expected.map(f);
   const sent = prepared(tx, 'writeIfUnchanged', [
     ...writeValues(checks, counters),
-    exp((c) => c.agentId), exp((c) => c.window), exp((c) => c.start), exp((c) => c.end), exp((c) => c.currency), exp((c) => c.actionFilter),
-    exp((c) => c.counterparty), exp((c) => c.reserved), exp((c) => c.spent), exp((c) => c.count),
+    ...counterColumns(expected),
     agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id),
   ]);
   sendBeforeCommit(tx, sent);
