@@ -26,3 +26,25 @@ export function postgresCpuMs(): number {
   }
   return total;
 }
+
+/** The machine's CPU time so far from /proc/stat, in clock ticks: all of it, and what the hypervisor stole. */
+export interface MachineTicks {
+  total: number;
+  steal: number;
+}
+
+export function machineTicks(): MachineTicks | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+    // user nice system idle iowait irq softirq steal (guest time is already inside user)
+    return { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The share of the machine's CPU time the hypervisor stole between two marks, in percent. */
+export function stealPercent(before: MachineTicks | undefined, after: MachineTicks | undefined): number | undefined {
+  if (!before || !after || after.total <= before.total) return undefined;
+  return Math.round(((after.steal - before.steal) * 100) / (after.total - before.total));
+}

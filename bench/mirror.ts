@@ -17,7 +17,7 @@ import http from 'node:http';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../src/db/embedded.js';
-import { cpuMs } from './cpu.js';
+import { cpuMs, machineTicks, stealPercent } from './cpu.js';
 import { waitForPort } from './http.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -44,6 +44,8 @@ export interface TargetFigures {
   cpuUsPerRequest?: number;
   /** One connection, nothing else running. */
   idle: Latency;
+  /** Share of the machine's CPU the hypervisor stole while this target was measured, percent (Linux). */
+  stealPct?: number;
 }
 
 export type TargetId = 'directGet' | 'proxyGet' | 'gatewayGet' | 'proxyPost' | 'gatewayChecked';
@@ -116,10 +118,12 @@ async function probe(target: Target, forMs: number): Promise<Latency & { count: 
 }
 
 async function measure(name: string, target: Target, connections: number, seconds: number, idleSeconds: number): Promise<TargetFigures> {
+  const before = machineTicks();
   const loaded = await underLoad(target, connections, seconds);
   await new Promise((r) => setTimeout(r, 300)); // let the servers go idle again
   const { p50, p99, perSecond } = await probe(target, idleSeconds * 1000);
-  return { name, ...loaded, idle: { p50, p99, perSecond } };
+  const steal = stealPercent(before, machineTicks());
+  return { name, ...loaded, idle: { p50, p99, perSecond }, ...(steal !== undefined ? { stealPct: steal } : {}) };
 }
 
 export async function benchMirror(databaseUrl: string): Promise<MirrorFigures> {
