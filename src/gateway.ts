@@ -134,6 +134,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     deps,
     async stop() {
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
+      await deps.ledger.flush(); // settlements deferred after their answers left
       forwarder.close();
       await jobs.stop();
       await cardWorker.stop();

@@ -2,7 +2,9 @@
 // while its agent's PostgreSQL advisory lock is held, so concurrent requests in one or many
 // gateway processes can never together pass a limit. Requests are coalesced: while a transaction
 // runs, new ones queue, then go through together in one transaction and one durable commit
-// (group commit) — several agents per batch, one batch per agent at a time.
+// (group commit) — several agents per batch, one batch per agent at a time. A settlement whose
+// caller does not wait for it (the mirror's, once the agent has Stripe's answer) waits a few
+// milliseconds for the agent's next check and goes in that check's write.
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
@@ -19,7 +21,7 @@ import { applyAuthorization, loadAuthorizations, settledAction } from './authori
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
 import { CounterCache } from './cache.js';
 import { countersFromJson, loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
-import type { Unchanged } from './store.js';
+import type { KnownSettlement, Unchanged } from './store.js';
 import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
 import type { CheckRow, PreviousCheck, ReservationUpdate, StoredReservation } from './store.js';
 import { AgentState, contribution } from './state.js';
@@ -75,6 +77,8 @@ export interface CheckResult {
 export interface KnownReservation {
   id: string;
   amount: number;
+  /** What it counts for (the counters it falls in): lets its settlement ride with the agent's next check. */
+  facts?: ReservationFacts;
 }
 
 /** The request's answer deadline passed before it could start: nothing was recorded. */
@@ -107,6 +111,8 @@ interface SettleJob {
   amount?: number;
   reference?: string;
   known?: KnownReservation;
+  /** performance.now() until which it waits for a check of its agent to ride with (SettleOptions.defer). */
+  deferUntil?: number;
   resolve(status: ReservationStatus): void;
   reject(error: unknown): void;
 }
@@ -131,12 +137,22 @@ export interface Ledger {
   settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, options?: SettleOptions): Promise<ReservationStatus>;
   /** What a processor says about a card authorization: its reservations follow the truth. */
   settleAuthorization(input: AuthorizationSettlementInput): Promise<AuthorizationSettlement>;
+  /**
+   * Start every deferred settlement (of one agent, or all) now, and wait until every settlement
+   * asked for so far is done: before reading what they write, and before shutting down.
+   */
+  flush(agentId?: string): Promise<void>;
 }
 
 export interface SettleOptions {
   amount?: number;
   reference?: string;
   reservation?: KnownReservation;
+  /**
+   * The caller does not wait for it (its answer has left): it may wait up to `settleDeferMs` for
+   * the agent's next check, and go in that check's transaction instead of one of its own.
+   */
+  defer?: boolean;
 }
 
 export interface LedgerOptions {
@@ -150,13 +166,19 @@ export interface LedgerOptions {
   maxConcurrentBatches?: number;
   /** How long a batch runs alone before the next may start beside it (default 10 ms). */
   overlapAfterMs?: number;
+  /** How long a deferred settlement waits for its agent's next check (default 10 ms). */
+  settleDeferMs?: number;
 }
 
 export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   const maxBatch = options.maxBatch ?? 256;
   const maxConcurrent = options.maxConcurrentBatches ?? Math.max(2, availableParallelism());
   const overlapAfterMs = options.overlapAfterMs ?? 10;
+  const settleDeferMs = options.settleDeferMs ?? 10;
   let pending: Job[] = [];
+  /** Settlements not yet done, by agent (flush() waits for them). */
+  const unsettled = new Set<{ agentId: string; done: Promise<unknown> }>();
+  let deferTimer: { timer: NodeJS.Timeout; due: number } | undefined;
   const busy = new Set<string>();
   const counterCache = new CounterCache();
   /** The batches in flight, oldest first, with when each started (performance.now()). */
@@ -180,6 +202,11 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * that has run `overlapAfterMs`, and whenever more checks wait than one batch takes.
    */
   function pump(): void {
+    startBatches();
+    armDeferTimer();
+  }
+
+  function startBatches(): void {
     while (inFlight.size < maxConcurrent && pending.length > 0) {
       if (inFlight.size > 0 && pending.length < maxBatch) {
         const [oldest] = inFlight;
@@ -194,35 +221,56 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       }
       const batch = takeBatch();
       if (batch.length === 0) return;
-      const running = { started: performance.now() };
-      inFlight.add(running);
-      runBatch(batch)
-        .catch(async (error: unknown) => {
-          if (batch.length === 1 || isDatabaseUnavailable(error)) {
-            for (const job of batch) job.reject(error);
-            return;
-          }
-          // One request the database refuses must not fail the others: retry them one by one.
-          for (const job of batch) await runBatch([job]).catch((e: unknown) => job.reject(e));
-        })
-        .finally(() => {
-          inFlight.delete(running);
-          for (const job of batch) busy.delete(job.agentId);
-          pump();
-        });
+      for (const part of settlementsApart(batch)) launch(part);
     }
   }
 
-  /** Oldest first, skipping agents whose batch is still in flight; all of a taken agent's jobs go. */
+  function launch(batch: Job[]): void {
+    const running = { started: performance.now() };
+    inFlight.add(running);
+    runBatch(batch)
+      .catch(async (error: unknown) => {
+        if (batch.length === 1 || isDatabaseUnavailable(error)) {
+          for (const job of batch) job.reject(error);
+          return;
+        }
+        // One request the database refuses must not fail the others: retry them one by one.
+        for (const job of batch) await runBatch([job]).catch((e: unknown) => job.reject(e));
+      })
+      .finally(() => {
+        inFlight.delete(running);
+        for (const job of batch) busy.delete(job.agentId);
+        pump();
+      });
+  }
+
+  /**
+   * Settlements of reservations this process made, of agents with no check in the batch, go in a
+   * transaction of their own beside it (one statement, no read): with a check of another agent
+   * they would take the batch off the known-counters path.
+   */
+  function settlementsApart(batch: Job[]): Job[][] {
+    const checking = new Set(batch.filter((j) => j.kind === 'check').map((j) => j.agentId));
+    if (checking.size === 0) return [batch];
+    const apart = batch.filter((j): j is SettleJob => j.kind === 'settle' && j.known !== undefined && !checking.has(j.agentId));
+    if (apart.length === 0 || new Set(apart.map((j) => j.known?.id)).size !== apart.length) return [batch];
+    return [apart, batch.filter((j) => !apart.includes(j as SettleJob))];
+  }
+
+  /**
+   * Oldest first, skipping agents whose batch is still in flight and agents with nothing but
+   * deferred settlements still waiting; all of a taken agent's jobs go.
+   */
   function takeBatch(): Job[] {
     const batch: Job[] = [];
     const rest: Job[] = [];
     const taken = new Set<string>();
     const now = performance.now();
+    const ready = new Set(pending.filter((job) => !waiting(job, now)).map((job) => job.agentId));
     for (const job of pending) {
       if (rejectedLate(job, now)) continue;
       const agent = job.agentId;
-      if (batch.length < maxBatch && (taken.has(agent) || !busy.has(agent))) {
+      if (batch.length < maxBatch && ready.has(agent) && (taken.has(agent) || !busy.has(agent))) {
         taken.add(agent);
         busy.add(agent);
         batch.push(job);
@@ -232,6 +280,27 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     }
     pending = rest;
     return batch;
+  }
+
+  /** A deferred settlement still waiting for a check of its agent. */
+  function waiting(job: Job, now: number): boolean {
+    return job.kind === 'settle' && job.deferUntil !== undefined && now < job.deferUntil;
+  }
+
+  /** Wake up when the first waiting settlement may go alone. */
+  function armDeferTimer(): void {
+    const now = performance.now();
+    let due = Infinity;
+    for (const job of pending) if (waiting(job, now)) due = Math.min(due, (job as SettleJob).deferUntil as number);
+    if (due === Infinity || (deferTimer && deferTimer.due <= due)) return;
+    if (deferTimer) clearTimeout(deferTimer.timer);
+    deferTimer = {
+      due,
+      timer: setTimeout(() => {
+        deferTimer = undefined;
+        pump();
+      }, Math.max(1, Math.ceil(due - now))).unref(), // stop() flushes; a crash leaves them counted as reserved
+    };
   }
 
   /**
@@ -356,11 +425,18 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * decision under its keys, no frozen agent or card). Only batches of new reservations qualify: a
    * block or escalation, a duplicate window, a simulation or a counter not seen yet goes the
    * general way, as does the batch if the write finds a change. False: nothing was written.
+   *
+   * Settlements of reservations these agents made here (deferred ones, waiting for such a check)
+   * go in the same write, if each is still reserved at the amount known: the checks are decided,
+   * and the counters written, as the settlements leave them.
    */
   async function decideFromKnownCounters(batch: Job[]): Promise<boolean> {
     const checks = batch.filter((j): j is CheckJob => j.kind === 'check' && !j.input.simulate && duplicateLookbackSeconds(j.input.policy) === 0);
-    if (checks.length !== batch.length) return false;
-    const times = checks.map((j) => j.input.now.getTime());
+    const settles = batch.filter((j): j is SettleJob => j.kind === 'settle' && j.known?.facts !== undefined);
+    if (checks.length === 0 || checks.length + settles.length !== batch.length) return false;
+    if (new Set(settles.map((j) => j.known?.id)).size !== settles.length) return false;
+    // The span of time whose counters are read: every counter a check or a settlement falls in.
+    const times = [...checks.map((j) => j.input.now.getTime()), ...settles.map((j) => (j.known?.facts as ReservationFacts).occurredAt.getTime())];
     const [from, to] = [Math.min(...times), Math.max(...times)];
     const states = new Map<string, AgentState>();
     const expected: Counter[] = [];
@@ -379,6 +455,16 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const state = states.get(agentId) as AgentState;
       if (usageSpecs(input.policy, input.action, input.now, input.timezone).some((spec) => !state.counters.has(usageKey(spec)))) return false;
     }
+    const settled: KnownSettlement[] = [];
+    for (const job of settles) {
+      const state = states.get(job.agentId);
+      if (!state) return false; // its agent has no check here (runBatch settles those apart)
+      const { id, amount: was, facts } = job.known as Required<KnownReservation>;
+      const amount = job.amount ?? was;
+      const [before, after] = [contribution('reserved', was), contribution(job.status, amount)];
+      state.apply(facts, { reserved: after.reserved - before.reserved, spent: after.spent - before.spent, count: after.count - before.count });
+      settled.push({ id, status: job.status, amount, reference: job.reference ?? null, was });
+    }
     const rows: CheckRow[] = [];
     const decided = new Map<string, CheckRow>();
     const results = checks.map((job) => decideInBatch(job, states.get(job.agentId) as AgentState, NO_PREVIOUS, decided, rows, NO_GUARDS));
@@ -388,7 +474,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     let found: Unchanged;
     try {
       const sent = await inTransaction(knex, agents, async (trx) => {
-        const unchanged = recordIfUnchanged(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), expected, agents, [new Date(from), new Date(to)], cards);
+        const unchanged = recordIfUnchanged(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), expected, agents, [new Date(from), new Date(to)], cards, settled);
         unchanged.catch(() => undefined); // reported by inTransaction
         return { unchanged }; // not awaited here: COMMIT goes out with it
       });
@@ -397,6 +483,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       counterCache.drop(agents);
       throw error;
     }
+    // A settlement already made elsewhere (a retry in another process): the general path sorts it out.
+    if (!found.settles) return false;
     if (!found.counters) {
       // Another process moves these counters too (or one of these agents'): read first for a while.
       counterCache.markContended(agents);
@@ -405,6 +493,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     // A key seen before (a retry) or a frozen agent or card: the general path answers it.
     if (!found.keys || !found.guards) return false;
     for (const [agentId, state] of states) counterCache.set(agentId, from, to, state.counters.values());
+    settles.forEach((job) => job.resolve(job.status));
     checks.forEach((job, i) => job.resolve(results[i] as CheckResult));
     return true;
   }
@@ -444,7 +533,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       state.recent.unshift(facts);
       result.reserved = true;
       result.status = 'reserved';
-      result.reservation = { id: result.checkId, amount };
+      result.reservation = { id: result.checkId, amount, facts };
     }
     return result;
   }
@@ -473,11 +562,23 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   }
 
   function settle(agentId: string, idempotencyKey: string, status: Exclude<ReservationStatus, 'reserved'>, opts: SettleOptions = {}): Promise<ReservationStatus> {
-    const { reservation, ...rest } = opts;
-    return new Promise((resolve, reject) => {
-      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...rest, known: reservation, resolve, reject });
+    const { reservation, defer, ...rest } = opts;
+    // Only a settlement the known-counters path can take waits for a check: it rides with one.
+    const deferUntil = defer && reservation?.facts ? performance.now() + settleDeferMs : undefined;
+    const settled = new Promise<ReservationStatus>((resolve, reject) => {
+      pending.push({ kind: 'settle', agentId, idempotencyKey, status, ...rest, known: reservation, ...(deferUntil !== undefined ? { deferUntil } : {}), resolve, reject });
       pump();
     });
+    const entry = { agentId, done: settled.catch(() => undefined).finally(() => unsettled.delete(entry)) };
+    unsettled.add(entry);
+    return settled;
+  }
+
+  async function flush(agentId?: string): Promise<void> {
+    const mine = (id: string) => agentId === undefined || id === agentId;
+    for (const job of pending) if (job.kind === 'settle' && mine(job.agentId)) delete job.deferUntil;
+    pump();
+    await Promise.all([...unsettled].filter((u) => mine(u.agentId)).map((u) => u.done));
   }
 
   function settleAuthorization(input: AuthorizationSettlementInput): Promise<AuthorizationSettlement> {
@@ -487,7 +588,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     });
   }
 
-  return { check, settle, settleAuthorization };
+  return { check, settle, settleAuthorization, flush };
 }
 
 /** A check whose answer deadline passed is rejected, never started: true when this one was. */

@@ -31,12 +31,24 @@ const countersOverlapping = (agents: string, from: string, to: string) =>
 
 /**
  * New decisions and the counters they moved ($23–$32: each counter's new totals), in one
- * statement; with `preconditions`, only if every one holds (each is returned by name).
+ * statement; with `preconditions`, only if every one holds (each is returned by name). `settles`:
+ * also settle reservations ($50–$53: id, status, amount, reference), under the same conditions.
  */
-function write(preconditions: Record<string, string> = {}): string {
+function write(preconditions: Record<string, string> = {}, settles = false): string {
   const names = Object.keys(preconditions);
-  const when = names.length > 0 ? `where (select ${names.join(' and ')} from unchanged)` : '';
+  const holds = `(select ${names.join(' and ')} from unchanged)`;
+  const when = names.length > 0 ? `where ${holds}` : '';
+  const settled = settles
+    ? `settled as (
+       update decisions d set status = f.status, counted_amount = f.amount, reference = coalesce(f.reference, d.reference), updated_at = now()
+         from (select d.found_ctid, k.status, k.amount, k.reference
+                 from unnest($50::text[], $51::text[], $52::bigint[], $53::text[]) as k(id, status, amount, reference)
+                 cross join lateral (select d.ctid as found_ctid from decisions d where d.id = k.id offset 0) d) f
+        where d.ctid = f.found_ctid and ${names.length > 0 ? holds : 'true'}
+       returning 1),`
+    : '';
   return `with ${names.length > 0 ? `unchanged as (select ${Object.entries(preconditions).map(([name, sql]) => `${sql} as ${name}`).join(', ')}),` : ''}
+     ${settled}
      decided as (
        insert into decisions (id, agent_id, policy_id, policy_version, action_type, amount, currency, counterparty, metadata,
          decision, reason_code, violated_rule_id, violated_rule_description, message, confidence, notify, latency_ms,
@@ -60,8 +72,23 @@ function write(preconditions: Record<string, string> = {}): string {
        on conflict (agent_id, "window", window_start, currency, action_filter, counterparty)
        do update set reserved = excluded.reserved, spent = excluded.spent, count = excluded.count
        returning 1)
-     select ${names.map((name) => `(select ${name} from unchanged) as ${name}, `).join('')}(select count(*) from decided) as decided, (select count(*) from counted) as counted`;
+     select ${names.map((name) => `(select ${name} from unchanged) as ${name}, `).join('')}(select count(*) from decided) as decided, (select count(*) from counted) as counted${settles ? ', (select count(*) from settled) as settled' : ''}`;
 }
+
+/** The preconditions of a write decided from known counters (STATEMENTS.writeIfUnchanged). */
+const UNCHANGED = {
+  counters_ok: `(
+         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $38::timestamptz[], $39::text[], $40::text[], $41::text[], $42::bigint[], $43::bigint[], $44::int[])
+                as e(agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
+          cross join lateral (select 1 from usage_counters c
+                               where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty)
+                                   = (e.agent_id, e."window", e.window_start, e.currency, e.action_filter, e.counterparty)
+                                 and (c.window_end, c.reserved, c.spent, c.count) = (e.window_end, e.reserved, e.spent, e.count) offset 0) c
+       ) = cardinality($35::text[])
+       and (select count(*) from (${countersOverlapping('$45', '$46', '$47')}) o) = cardinality($35::text[])`,
+  keys_ok: `not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})`,
+  guards_ok: `not exists (${frozenAgents('$45')}) and not exists (${frozenCards('$48', '$49')})`,
+};
 
 export const STATEMENTS = {
   previous: `select d.* from ${decisionByKey('unnest($1::text[], $2::text[]) as k(agent_id, idempotency_key)')}`,
@@ -122,19 +149,20 @@ export const STATEMENTS = {
    * exists under the batch's keys (keys_ok); no agent of the batch or card $48/$49 is frozen
    * (guards_ok). Otherwise it writes nothing, and the batch takes the general path.
    */
-  writeIfUnchanged: write({
-    counters_ok: `(
-         select count(*) from unnest($35::text[], $36::text[], $37::timestamptz[], $38::timestamptz[], $39::text[], $40::text[], $41::text[], $42::bigint[], $43::bigint[], $44::int[])
-                as e(agent_id, "window", window_start, window_end, currency, action_filter, counterparty, reserved, spent, count)
-          cross join lateral (select 1 from usage_counters c
-                               where (c.agent_id, c."window", c.window_start, c.currency, c.action_filter, c.counterparty)
-                                   = (e.agent_id, e."window", e.window_start, e.currency, e.action_filter, e.counterparty)
-                                 and (c.window_end, c.reserved, c.spent, c.count) = (e.window_end, e.reserved, e.spent, e.count) offset 0) c
-       ) = cardinality($35::text[])
-       and (select count(*) from (${countersOverlapping('$45', '$46', '$47')}) o) = cardinality($35::text[])`,
-    keys_ok: `not exists (select 1 from ${decisionByKey('unnest($2::text[], $18::text[]) as k(agent_id, idempotency_key)')})`,
-    guards_ok: `not exists (${frozenAgents('$45')}) and not exists (${frozenCards('$48', '$49')})`,
-  }),
+  writeIfUnchanged: write(UNCHANGED),
+  /**
+   * writeIfUnchanged that also settles reservations this process made ($50–$53: id, status,
+   * amount, reference; $54: the amount each counts as reserved), if each is still reserved at that
+   * amount (settles_ok). The counters' totals given ($23–$32) already include the settlements.
+   */
+  writeSettlingIfUnchanged: write({
+    ...UNCHANGED,
+    settles_ok: `(
+         select count(*) from unnest($50::text[], $54::bigint[]) as k(id, was)
+          cross join lateral (select d.status, d.counted_amount from decisions d where d.id = k.id offset 0) d
+          where d.status is not distinct from 'reserved' and d.counted_amount is not distinct from k.was
+       ) = cardinality($50::text[])`,
+  }, true),
 } as const;
 
 export type StatementName = keyof typeof STATEMENTS;

@@ -211,7 +211,7 @@ function counterColumns(counters: Counter[]): unknown[][] {
   ];
 }
 
-/** What a checked write found (STATEMENTS.writeIfUnchanged); it wrote only if all three hold. */
+/** What a checked write found (STATEMENTS.writeIfUnchanged); it wrote only if all of them hold. */
 export interface Unchanged {
   /** The counters as known, and no other one in the batch's times. */
   counters: boolean;
@@ -219,22 +219,40 @@ export interface Unchanged {
   keys: boolean;
   /** No frozen agent or card. */
   guards: boolean;
+  /** Every reservation settled with it was still reserved, at the amount known. */
+  settles: boolean;
+}
+
+/** A settlement of a reservation whose amount this process knows (it made the reservation). */
+export interface KnownSettlement {
+  id: string;
+  status: Exclude<ReservationStatus, 'reserved'>;
+  amount: number;
+  reference: string | null;
+  /** The amount it counts as reserved. */
+  was: number;
 }
 
 /**
  * A batch of reservations decided from known counters (`expected`: every counter of `agentIds`
- * overlapping `times`, as known), written only if the database still agrees. Sent without
- * waiting: COMMIT follows in the same round trip.
+ * overlapping `times`, as known), and the settlements riding with it, written only if the
+ * database still agrees; `counters` already count the settlements. Sent without waiting: COMMIT
+ * follows in the same round trip.
  */
-export function recordIfUnchanged(tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[]): Promise<Unchanged> {
+export function recordIfUnchanged(
+  tx: Tx, checks: CheckRow[], counters: Counter[], expected: Counter[], agentIds: string[], times: [Date, Date], cards: { processor: string; id: string }[], settles: KnownSettlement[] = [],
+): Promise<Unchanged> {
   coalesceWrites(tx.connection);
-  const sent = prepared(tx, 'writeIfUnchanged', [
+  const values = [
     ...writeValues(checks, counters),
     ...counterColumns(expected),
     agentIds, times[0], times[1], cards.map((c) => c.processor), cards.map((c) => c.id),
-  ]);
+  ];
+  const sent = settles.length === 0
+    ? prepared(tx, 'writeIfUnchanged', values)
+    : prepared(tx, 'writeSettlingIfUnchanged', [...values, settles.map((u) => u.id), settles.map((u) => u.status), settles.map((u) => u.amount), settles.map((u) => u.reference), settles.map((u) => u.was)]);
   sendBeforeCommit(tx, sent);
-  return sent.then(({ rows: [found] }) => ({ counters: found?.counters_ok === true, keys: found?.keys_ok === true, guards: found?.guards_ok === true }));
+  return sent.then(({ rows: [found] }) => ({ counters: found?.counters_ok === true, keys: found?.keys_ok === true, guards: found?.guards_ok === true, settles: settles.length === 0 || found?.settles_ok === true }));
 }
 
 function violationToRow(c: CheckRow) {

@@ -79,7 +79,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // A capture of a payment the gateway already counted when it was authorized (confirm with
   // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
-  if (isCapture && found.objectId && (await alreadyCounted(deps.knex, agentId, found.objectId))) {
+  if (isCapture && found.objectId && (await alreadyCounted(deps, agentId, found.objectId))) {
     const forward = forwardContext(req);
     if (forward) forward.rawBody = call.rawBody;
     await deps.forwarder.passthrough(req, res);
@@ -130,10 +130,18 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   await new Promise<void>((resolve) => {
     const finish = () => resolve();
     forward.onAnswer = async (answer: UpstreamAnswer) => {
-      // Settle first: when the agent sees the answer, the ledger already agrees with Stripe.
+      // A new card is registered before the agent sees it (a freeze right after covers it). Money
+      // is settled after the answer has left: the reservation already counts it against every
+      // limit, and the settlement only says how (spent, released, unknown), so the agent does not
+      // wait for it. It rides with the agent's next check when one comes within settleDeferMs.
+      const card = classification.endpoint === 'issuing_card_create';
+      if (!card) {
+        relay(res, answer);
+        finish();
+      }
       try {
-        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency, result.reservation);
-        if (classification.endpoint === 'issuing_card_create') await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
+        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency, result.reservation, !card);
+        if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
       } finally {
@@ -161,7 +169,8 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   });
 }
 
-async function alreadyCounted(knex: Knex, agentId: string, objectId: string): Promise<boolean> {
+async function alreadyCounted({ knex, ledger }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
+  await ledger.flush(agentId); // the object id is written when the call that made it is settled
   const row = await knex('decisions').where({ agent_id: agentId, reference: objectId, source: 'stripe' }).whereIn('status', ['reserved', 'committed', 'unknown']).first('id');
   return row !== undefined;
 }
@@ -190,8 +199,8 @@ function reportedAmount(object: Record<string, unknown>, currency: string): numb
 }
 
 /** Settle by Stripe's answer; `reservation`, when this call made it, spares the ledger a read. */
-async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string, reservation: KnownReservation | undefined): Promise<void> {
-  const known = { reservation };
+async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string, reservation: KnownReservation | undefined, defer: boolean): Promise<void> {
+  const known = { reservation, defer };
   if (answer.status >= 200 && answer.status < 300) {
     let reference: string | undefined;
     let amount: number | undefined;

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import Stripe from 'stripe';
+import { until } from '../helpers/cards.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
 import { databaseUrl, uniqueId } from '../helpers/gateway.js';
@@ -47,6 +48,10 @@ test('when 200 one-dollar PaymentIntents race through two gateway processes agai
     const answered = results.filter((r, i) => i % 2 === g && (r.status === 'fulfilled' || (r.reason as { code?: string }).code === 'spend_policy_blocked')).length;
     assert.equal(answered, 100);
   }
-  const tx = await admin('GET', `/transactions?agent_id=${agentId}&status=completed&limit=100`, undefined);
-  assert.equal((tx.pagination as { total_count: number }).total_count, 50);
+  // Each settlement goes after its answer has left (within ~10 ms): the 50 are completed soon, never more.
+  const completed = async () => ((await admin('GET', `/transactions?agent_id=${agentId}&status=completed&limit=100`, undefined)).pagination as { total_count: number }).total_count;
+  await until('50 completed transactions', async () => (await completed()) >= 50, 2_000);
+  const tx = await admin('GET', `/transactions?agent_id=${agentId}&limit=100`, undefined);
+  assert.equal((tx.pagination as { total_count: number }).total_count, 200, 'every decision is a transaction');
+  assert.equal(await completed(), 50);
 });

@@ -61,12 +61,18 @@ const header = (r: RecordedRequest | undefined, name: string): string | undefine
   return Array.isArray(value) ? value.join(',') : value;
 };
 
+/**
+ * The agent's decisions once the gateway's deferred settlements are done (a settlement goes after
+ * the agent has its answer: see checkedCall).
+ */
 async function decisions(agentId: string): Promise<Json[]> {
+  await gw.deps.ledger.flush();
   return gw.knex('decisions').where({ agent_id: agentId }).orderBy('created_at', 'asc');
 }
 
 /** The agent's one daily usage counter (the DAILY rule's), numbers as numbers. */
 async function dailyUsage(agentId: string): Promise<{ reserved: number; spent: number; count: number }> {
+  await gw.deps.ledger.flush();
   const rows: Json[] = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' });
   assert.equal(rows.length, 1, `one daily counter expected, got ${JSON.stringify(rows)}`);
   const row = rows[0];

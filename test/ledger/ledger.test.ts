@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
 import { createLedger } from '../../src/ledger/ledger.js';
 import { agentLockKey } from '../../src/ledger/transaction.js';
-import type { CheckInput, CheckResult, Ledger } from '../../src/ledger/ledger.js';
+import type { CheckInput, CheckResult, Ledger, LedgerOptions } from '../../src/ledger/ledger.js';
 import type { Action, PolicyDocument } from '../../src/policy/model.js';
 import { compiledPolicy, savePolicy } from '../../src/policy/store.js';
 import { testKnex, uniqueId } from '../helpers/gateway.js';
@@ -171,7 +171,7 @@ test('when reservations are settled with the reservation their check returned, t
  * one (a simple-protocol text by its first word, an unnamed one as ''), `statements()` the
  * ledger's named statements since `clear()`.
  */
-function statementSpy() {
+function statementSpy(options: LedgerOptions = {}) {
   const spied = testKnex(2);
   const names: string[] = [];
   const client = spied.client as { acquireConnection(): Promise<{ query: (...args: unknown[]) => unknown; spied?: boolean }> };
@@ -189,7 +189,7 @@ function statementSpy() {
     return connection;
   };
   return {
-    ledger: createLedger(spied),
+    ledger: createLedger(spied, options),
     names,
     statements: () => names.filter((n) => n.startsWith('ledger_')),
     clear: () => {
@@ -200,8 +200,8 @@ function statementSpy() {
 }
 
 /** `run` with a statement spy, destroyed after it. */
-async function withSpy(run: (spy: ReturnType<typeof statementSpy>) => Promise<void>): Promise<void> {
-  const spy = statementSpy();
+async function withSpy(run: (spy: ReturnType<typeof statementSpy>) => Promise<void>, options: LedgerOptions = {}): Promise<void> {
+  const spy = statementSpy(options);
   try {
     await run(spy);
   } finally {
@@ -222,6 +222,92 @@ test('when a settlement is given the reservation its check returned, then it is 
 }));
 
 const READS = ['ledger_guards', 'ledger_previous', 'ledger_counters'];
+
+/** The agent's daily counter and the decision under `key`, as the database holds them now. */
+async function dailyAndDecision(agentId: string, key: string) {
+  const [counter] = await counters(agentId);
+  const decision = await knex('decisions').where({ agent_id: agentId, idempotency_key: key }).first('status', 'counted_amount');
+  return { reserved: Number(counter.reserved), spent: Number(counter.spent), count: counter.count, status: decision?.status, counted: Number(decision?.counted_amount) };
+}
+
+const WAIT_LONG = { settleDeferMs: 60_000 };
+
+test("when a deferred settlement waits and its agent's next check comes, then both go in one write and the check is decided as the settlement leaves the budget", () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  await spy.ledger.check(input(agent, 'warm', { amount: 100 }));
+  const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  const released = spy.ledger.settle(agent.agentId, 'first', 'released', { reservation: first.reservation, defer: true });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 3100, spent: 0, count: 2, status: 'reserved', counted: 3000 }, 'still waiting: counted in full');
+  spy.clear();
+  // 31 + 40 would pass the 50 limit; 1 + 40 does not: only the release makes room.
+  const second = await spy.ledger.check(input(agent, 'second', { amount: 4000 }));
+  assert.equal(second.decision.decision, 'allow');
+  assert.equal(await released, 'released');
+  assert.deepEqual(spy.names, ['begin;', 'ledger_writeSettlingIfUnchanged', 'commit'], 'one round trip, no read');
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 4100, spent: 0, count: 2, status: 'released', counted: 3000 });
+}, WAIT_LONG));
+
+test('when a deferred settlement has no check to ride with, then it is written on its own once settleDeferMs have passed, or at once by flush()', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  spy.clear();
+  assert.equal(await spy.ledger.settle(agent.agentId, 'first', 'committed', { amount: 2500, reservation: first.reservation, defer: true }), 'committed');
+  assert.deepEqual(spy.statements(), ['ledger_settleKnown']);
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 0, spent: 2500, count: 1, status: 'committed', counted: 2500 });
+}, { settleDeferMs: 30 }));
+
+test('when flush() is called, then every deferred settlement is written before it returns', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  void spy.ledger.settle(agent.agentId, 'first', 'committed', { reservation: first.reservation, defer: true });
+  await spy.ledger.flush(agent.agentId);
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 0, spent: 3000, count: 1, status: 'committed', counted: 3000 });
+}, WAIT_LONG));
+
+test('when a deferred settlement was overtaken by another process settling the same reservation, then the batch takes the general path and the money counts once', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  await spy.ledger.check(input(agent, 'warm', { amount: 100 }));
+  const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  const deferred = spy.ledger.settle(agent.agentId, 'first', 'committed', { reservation: first.reservation, defer: true });
+  assert.equal(await ledger.settle(agent.agentId, 'first', 'released'), 'released', 'another process releases it');
+  spy.clear();
+  const second = await spy.ledger.check(input(agent, 'second', { amount: 1000 }));
+  assert.equal(second.decision.decision, 'allow');
+  // Stripe says the money moved after all: committed beats released, and it counts once.
+  assert.equal(await deferred, 'committed');
+  assert.deepEqual(spy.statements().slice(0, 3), ['ledger_writeSettlingIfUnchanged', 'ledger_guards', 'ledger_reservations'], 'the checked write wrote nothing; the batch was read again');
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 1100, spent: 3000, count: 3, status: 'committed', counted: 3000 });
+  assert.equal((await ledger.check(input(agent, 'third', { amount: 1000 }))).decision.decision, 'block', '1 + 30 + 10 + 10 would pass 50');
+}, WAIT_LONG));
+
+test('when the process stops before a deferred settlement is written, then the reservation stays counted in full for every process', () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
+  void spy.ledger.settle(agent.agentId, 'first', 'released', { reservation: first.reservation, defer: true }).catch(() => undefined);
+  // The spy's process is gone (its pool destroyed below, the settlement never written); another one decides.
+  assert.equal((await ledger.check(input(agent, 'other', { amount: 2500 }))).decision.decision, 'block');
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 3000, spent: 0, count: 1, status: 'reserved', counted: 3000 });
+}, WAIT_LONG));
+
+test("when a settlement of one agent and a check of another are taken together, then the settlement goes apart and the check still takes the one-write path", () => withSpy(async (spy) => {
+  const [x, y, z] = [await agentWith(dailyFifty), await agentWith(dailyFifty), await agentWith(dailyFifty)];
+  const reserved = await spy.ledger.check(input(x, 'x1', { amount: 3000 }));
+  await spy.ledger.check(input(y, 'y0', { amount: 100 }));
+  await new Promise((r) => setImmediate(r)); // y0's batch has left the in-flight set
+  spy.clear();
+  // While z's check is in flight, x's settlement and y's check wait and go in the next batch.
+  const inFlight = spy.ledger.check(input(z, 'z1', { amount: 100 }));
+  const settled = spy.ledger.settle(x.agentId, 'x1', 'committed', { reservation: reserved.reservation });
+  const checked = spy.ledger.check(input(y, 'y1', { amount: 100 }));
+  await inFlight;
+  assert.equal(await settled, 'committed');
+  assert.equal((await checked).decision.decision, 'allow');
+  const sent = spy.statements();
+  assert.deepEqual(sent.slice(0, 4), [...READS, 'ledger_write'], "z's first check reads");
+  assert.deepEqual(sent.slice(4).sort(), ['ledger_settleKnown', 'ledger_writeIfUnchanged'], "then x's settlement and y's check, side by side");
+  assert.deepEqual(await dailyAndDecision(x.agentId, 'x1'), { reserved: 0, spent: 3000, count: 1, status: 'committed', counted: 3000 });
+}, { settleDeferMs: 0 }));
 
 test("when an agent's counters are known to the process, then its next check is one round trip: BEGIN with its lock, the checked write, COMMIT", () => withSpy(async (spy) => {
   const agent = await agentWith(manyCounters);

@@ -56,9 +56,12 @@ const SAMPLES: Record<StatementName, unknown[]> = {
     [null], [null],
   ],
   writeIfUnchanged: [],
+  writeSettlingIfUnchanged: [],
 };
 // The same write, checked against the counters it was decided from.
 SAMPLES.writeIfUnchanged = [...SAMPLES.write, ['hot'], ['daily'], [today], [tomorrow], ['usd'], [''], [''], [0], [0], [0], ['hot'], NOW, NOW, ['stripe'], ['ic_1']];
+// And with the settlement of an earlier reservation riding along.
+SAMPLES.writeSettlingIfUnchanged = [...SAMPLES.writeIfUnchanged, ['chk_730'], ['committed'], [100], [null], [100]];
 
 /** A SQL literal PostgreSQL coerces to the parameter's type (EXECUTE takes no bind parameters). */
 function literal(client: pg.Client, value: unknown): string {
