@@ -20,6 +20,7 @@ import type { ReservationFacts, UsageSpec } from '../policy/usage.js';
 import { applyAuthorization, loadAuthorizations, settledAction } from './authorizations.js';
 import type { AuthorizationSettlement, AuthorizationSettlementInput, LoadedAuthorization } from './authorizations.js';
 import { CounterCache } from './cache.js';
+import type { KnownCounters } from './cache.js';
 import { countersFromJson, loadGuards, loadReservations, loadStates, recordBatch, recordIfUnchanged } from './store.js';
 import type { KnownSettlement, Unchanged } from './store.js';
 import { inTransaction, prepared, sendBeforeCommit } from './transaction.js';
@@ -245,16 +246,16 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   }
 
   /**
-   * Settlements of reservations this process made, of agents with no check in the batch, go in a
+   * Agents with nothing in the batch but settlements of reservations this process made go in a
    * transaction of their own beside it (one statement, no read): with a check of another agent
-   * they would take the batch off the known-counters path.
+   * they would take the batch off the known-counters path. An agent's jobs are never split.
    */
   function settlementsApart(batch: Job[]): Job[][] {
-    const checking = new Set(batch.filter((j) => j.kind === 'check').map((j) => j.agentId));
-    if (checking.size === 0) return [batch];
-    const apart = batch.filter((j): j is SettleJob => j.kind === 'settle' && j.known !== undefined && !checking.has(j.agentId));
+    if (!batch.some((j) => j.kind === 'check')) return [batch];
+    const others = new Set(batch.filter((j) => j.kind !== 'settle' || !j.known).map((j) => j.agentId));
+    const apart = batch.filter((j): j is SettleJob => !others.has(j.agentId));
     if (apart.length === 0 || new Set(apart.map((j) => j.known?.id)).size !== apart.length) return [batch];
-    return [apart, batch.filter((j) => !apart.includes(j as SettleJob))];
+    return [apart, batch.filter((j) => others.has(j.agentId))];
   }
 
   /**
@@ -408,7 +409,12 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     counterCache.update(countersFromJson(settled?.counters ?? []));
     counterCache.drop(batch.filter((_, i) => !ids.has(known[i]!.id)).map((j) => j.agentId));
     const missed: SettleJob[] = [];
-    batch.forEach((job, i) => (ids.has(known[i]!.id) ? job.resolve(job.status) : missed.push({ ...job, known: undefined })));
+    // Those that no longer apply go the general way, at once (a deferred one has waited enough).
+    batch.forEach((job, i) => {
+      if (ids.has(known[i]!.id)) return job.resolve(job.status);
+      const { known: _known, deferUntil: _waited, ...rest } = job;
+      missed.push(rest);
+    });
     pending.unshift(...missed);
   }
 
@@ -440,9 +446,11 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const [from, to] = [Math.min(...times), Math.max(...times)];
     const states = new Map<string, AgentState>();
     const expected: Counter[] = [];
+    const known = new Map<string, KnownCounters>();
     for (const agentId of new Set(checks.map((j) => j.agentId))) {
       const seen = counterCache.get(agentId);
       if (!seen) return false;
+      known.set(agentId, seen);
       const state = new AgentState(agentId);
       for (const counter of seen.counters.values()) {
         if (!overlaps(counter, from, to)) continue;
@@ -458,8 +466,11 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const settled: KnownSettlement[] = [];
     for (const job of settles) {
       const state = states.get(job.agentId);
-      if (!state) return false; // its agent has no check here (runBatch settles those apart)
+      const seen = known.get(job.agentId);
       const { id, amount: was, facts } = job.known as Required<KnownReservation>;
+      // Its agent has no check here (settlementsApart keeps those out), or the counters known do
+      // not cover its time (a window may have turned since): read.
+      if (!state || !seen || facts.occurredAt.getTime() < seen.from || facts.occurredAt.getTime() > seen.to) return false;
       const amount = job.amount ?? was;
       const [before, after] = [contribution('reserved', was), contribution(job.status, amount)];
       state.apply(facts, { reserved: after.reserved - before.reserved, spent: after.spent - before.spent, count: after.count - before.count });

@@ -10,7 +10,7 @@ import { AppError } from '../errors.js';
 import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { IdempotencyConflict } from '../ledger/ledger.js';
-import type { KnownReservation, Ledger } from '../ledger/ledger.js';
+import type { Ledger, SettleOptions } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
@@ -130,17 +130,21 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   await new Promise<void>((resolve) => {
     const finish = () => resolve();
     forward.onAnswer = async (answer: UpstreamAnswer) => {
-      // A new card is registered before the agent sees it (a freeze right after covers it). Money
-      // is settled after the answer has left: the reservation already counts it against every
-      // limit, and the settlement only says how (spent, released, unknown), so the agent does not
-      // wait for it. It rides with the agent's next check when one comes within settleDeferMs.
+      // The reservation already counts the money against every limit; the settlement only says
+      // how (spent, released, unknown), so the agent gets the answer first and the settlement
+      // rides with its next check (within settleDeferMs). Settled before the answer leaves: a new
+      // card (registered, so a freeze right after covers it), a payment authorized for a later
+      // capture (the capture, maybe through another process, must find it counted), and money
+      // beyond what was reserved (a crash must not leave it uncounted).
+      const settlement = settlementOf(answer, found.action.currency);
       const card = classification.endpoint === 'issuing_card_create';
-      if (!card) {
-        relay(res, answer);
-        finish();
-      }
+      const first = card || settlement.awaitsCapture || (settlement.amount ?? 0) > (result.reservation?.amount ?? Infinity);
       try {
-        await settle(deps, agentId, call.idempotencyKey, answer, found.action.currency, result.reservation, !card);
+        if (!first) {
+          relay(res, answer);
+          finish();
+        }
+        await deps.ledger.settle(agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
         if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
@@ -152,6 +156,8 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     forward.onFailure = async ({ error, sent }) => {
       try {
         await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
+      } catch (failure) {
+        log.error({ err: failure, agent_id: agentId }, 'could not settle after the Stripe call failed; the reservation stays counted until reconciled');
       } finally {
         log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
         if (!res.headersSent) {
@@ -198,25 +204,23 @@ function reportedAmount(object: Record<string, unknown>, currency: string): numb
   }
 }
 
-/** Settle by Stripe's answer; `reservation`, when this call made it, spares the ledger a read. */
-async function settle(deps: MirrorDeps, agentId: string, key: string, answer: UpstreamAnswer, currency: string, reservation: KnownReservation | undefined, defer: boolean): Promise<void> {
-  const known = { reservation, defer };
-  if (answer.status >= 200 && answer.status < 300) {
-    let reference: string | undefined;
-    let amount: number | undefined;
-    try {
-      const parsed = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
-      if (typeof parsed.id === 'string') reference = parsed.id;
-      amount = reportedAmount(parsed, currency);
-    } catch {
-      // not JSON: committed without an object id, at the amount reserved
-    }
-    await deps.ledger.settle(agentId, key, 'committed', { ...known, ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) });
-  } else if (answer.status >= 400 && answer.status < 500) {
-    await deps.ledger.settle(agentId, key, 'released', known);
-  } else {
-    await deps.ledger.settle(agentId, key, 'unknown', known);
+/**
+ * The settlement Stripe's answer calls for: 2xx commits (with the object's id and the amount
+ * Stripe reports), 4xx releases, anything else is unknown.
+ */
+function settlementOf(answer: UpstreamAnswer, currency: string): { status: 'committed' | 'released' | 'unknown'; options: SettleOptions; amount?: number; awaitsCapture: boolean } {
+  if (answer.status >= 400 && answer.status < 500) return { status: 'released', options: {}, awaitsCapture: false };
+  if (answer.status < 200 || answer.status >= 300) return { status: 'unknown', options: {}, awaitsCapture: false };
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    // not JSON: committed without an object id, at the amount reserved
   }
+  const reference = typeof parsed.id === 'string' ? parsed.id : undefined;
+  const amount = reportedAmount(parsed, currency);
+  const awaitsCapture = (parsed.object === 'payment_intent' && parsed.status === 'requires_capture') || (parsed.object === 'charge' && parsed.captured === false);
+  return { status: 'committed', options: { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) }, ...(amount !== undefined ? { amount } : {}), awaitsCapture };
 }
 
 function relay(res: ServerResponse, answer: UpstreamAnswer): void {

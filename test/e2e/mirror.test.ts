@@ -879,6 +879,9 @@ test('when an agent authorizes a $30 manual-capture PaymentIntent and then captu
   const stripe = sdk(key);
   const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
   assert.equal(intent.status, 'requires_capture');
+  // Settled before the agent had the answer (no flush): a capture through any process finds it.
+  const authorized = await gw.knex('decisions').where({ agent_id: agentId }).first('status', 'reference');
+  assert.deepEqual({ ...authorized }, { status: 'committed', reference: intent.id });
   const at = mark();
   const captured = await stripe.paymentIntents.capture(intent.id);
   assert.equal(captured.status, 'succeeded');

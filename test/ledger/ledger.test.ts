@@ -248,20 +248,24 @@ test("when a deferred settlement waits and its agent's next check comes, then bo
   assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 4100, spent: 0, count: 2, status: 'released', counted: 3000 });
 }, WAIT_LONG));
 
-test('when a deferred settlement has no check to ride with, then it is written on its own once settleDeferMs have passed, or at once by flush()', () => withSpy(async (spy) => {
+test('when a deferred settlement has no check to ride with, then it waits settleDeferMs and is written on its own', () => withSpy(async (spy) => {
   const agent = await agentWith(dailyFifty);
   const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
   spy.clear();
-  assert.equal(await spy.ledger.settle(agent.agentId, 'first', 'committed', { amount: 2500, reservation: first.reservation, defer: true }), 'committed');
+  const settled = spy.ledger.settle(agent.agentId, 'first', 'committed', { amount: 2500, reservation: first.reservation, defer: true });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(spy.statements(), [], 'still waiting');
+  assert.equal(await settled, 'committed');
   assert.deepEqual(spy.statements(), ['ledger_settleKnown']);
   assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 0, spent: 2500, count: 1, status: 'committed', counted: 2500 });
-}, { settleDeferMs: 30 }));
+}, { settleDeferMs: 300 }));
 
 test('when flush() is called, then every deferred settlement is written before it returns', () => withSpy(async (spy) => {
   const agent = await agentWith(dailyFifty);
   const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
-  void spy.ledger.settle(agent.agentId, 'first', 'committed', { reservation: first.reservation, defer: true });
+  const settled = spy.ledger.settle(agent.agentId, 'first', 'committed', { reservation: first.reservation, defer: true });
   await spy.ledger.flush(agent.agentId);
+  assert.equal(await settled, 'committed');
   assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 0, spent: 3000, count: 1, status: 'committed', counted: 3000 });
 }, WAIT_LONG));
 
@@ -281,10 +285,27 @@ test('when a deferred settlement was overtaken by another process settling the s
   assert.equal((await ledger.check(input(agent, 'third', { amount: 1000 }))).decision.decision, 'block', '1 + 30 + 10 + 10 would pass 50');
 }, WAIT_LONG));
 
+test("when a deferred settlement's reservation is older than the counters the process knows, then the batch reads, and the agent's next check is again one write", () => withSpy(async (spy) => {
+  const agent = await agentWith(dailyFifty);
+  const start = Date.now();
+  await spy.ledger.check(input(agent, 'warm', { amount: 100 }, new Date(start)));
+  const old = await spy.ledger.check(input(agent, 'old', { amount: 1000 }, new Date(start + 1)));
+  await spy.ledger.check(input(agent, 'between', { amount: 100 }, new Date(start + 2))); // the known span moves past 'old'
+  const settled = spy.ledger.settle(agent.agentId, 'old', 'committed', { reservation: old.reservation, defer: true });
+  spy.clear();
+  assert.equal((await spy.ledger.check(input(agent, 'next', { amount: 100 }, new Date(start + 3)))).decision.decision, 'allow');
+  assert.equal(await settled, 'committed');
+  assert.deepEqual(spy.statements().slice(0, 2), ['ledger_guards', 'ledger_reservations'], 'no checked write: the general path read');
+  spy.clear();
+  await spy.ledger.check(input(agent, 'after', { amount: 100 }, new Date(start + 4)));
+  assert.deepEqual(spy.statements(), ['ledger_writeIfUnchanged'], 'not taken for another process moving the counters');
+  assert.deepEqual(await dailyAndDecision(agent.agentId, 'old'), { reserved: 400, spent: 1000, count: 5, status: 'committed', counted: 1000 });
+}, WAIT_LONG));
+
 test('when the process stops before a deferred settlement is written, then the reservation stays counted in full for every process', () => withSpy(async (spy) => {
   const agent = await agentWith(dailyFifty);
   const first = await spy.ledger.check(input(agent, 'first', { amount: 3000 }));
-  void spy.ledger.settle(agent.agentId, 'first', 'released', { reservation: first.reservation, defer: true }).catch(() => undefined);
+  spy.ledger.settle(agent.agentId, 'first', 'released', { reservation: first.reservation, defer: true }).catch(() => undefined);
   // The spy's process is gone (its pool destroyed below, the settlement never written); another one decides.
   assert.equal((await ledger.check(input(agent, 'other', { amount: 2500 }))).decision.decision, 'block');
   assert.deepEqual(await dailyAndDecision(agent.agentId, 'first'), { reserved: 3000, spent: 0, count: 1, status: 'reserved', counted: 3000 });
@@ -307,7 +328,7 @@ test("when a settlement of one agent and a check of another are taken together, 
   assert.deepEqual(sent.slice(0, 4), [...READS, 'ledger_write'], "z's first check reads");
   assert.deepEqual(sent.slice(4).sort(), ['ledger_settleKnown', 'ledger_writeIfUnchanged'], "then x's settlement and y's check, side by side");
   assert.deepEqual(await dailyAndDecision(x.agentId, 'x1'), { reserved: 0, spent: 3000, count: 1, status: 'committed', counted: 3000 });
-}, { settleDeferMs: 0 }));
+}, { settleDeferMs: 0, overlapAfterMs: 60_000 }));
 
 test("when an agent's counters are known to the process, then its next check is one round trip: BEGIN with its lock, the checked write, COMMIT", () => withSpy(async (spy) => {
   const agent = await agentWith(manyCounters);
