@@ -39,7 +39,7 @@ export interface AppDeps {
   logger: Logger;
   adminToken?: string;
   /** The Stripe mirror's outside world: real keys per mode, look-ups and the forwarder. */
-  mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder'>;
+  mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder' | 'deadlineMs'>;
   /** Card processors configured (webhooks and card calls); chosen in gateway.ts. */
   processors?: Partial<Record<ProcessorName, Processor>>;
   /** Freezing: the processors this process can call, its queue worker, how long a freeze waits. */

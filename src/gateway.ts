@@ -80,6 +80,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const mirror = {
     stripeKeys,
     forwarder,
+    deadlineMs: config.MIRROR_DEADLINE_MS,
     lookup: (mode: 'test' | 'live') => {
       const lookup = lookups[mode];
       if (!lookup) throw new Error(`no Stripe ${mode}-mode key`);

@@ -1,5 +1,6 @@
 // Composition root: read the environment (only here), start the gateway, stop it cleanly on
 // SIGINT/SIGTERM/SIGHUP — also when the signal arrives while it is still starting.
+import './runtime.js';
 import { ConfigError, loadConfig } from './config.js';
 import type { Config } from './config.js';
 import { startGateway } from './gateway.js';

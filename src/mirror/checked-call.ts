@@ -6,11 +6,13 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Knex } from 'knex';
-import { AppError } from '../errors.js';
+import pRetry from 'p-retry';
+import { AppError, isDatabaseUnavailable } from '../errors.js';
 import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
-import { IdempotencyConflict } from '../ledger/ledger.js';
+import { DeadlineExceeded, IdempotencyConflict } from '../ledger/ledger.js';
 import type { Ledger, SettleOptions } from '../ledger/ledger.js';
+import type { ReservationStatus } from '../ledger/state.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
@@ -23,6 +25,11 @@ import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
 
+type Settled = Exclude<ReservationStatus, 'reserved'>;
+
+/** How long a settlement the database could not take is tried again. */
+const SETTLE_RETRY_MS = 5 * 60_000;
+
 export interface MirrorDeps {
   knex: Knex;
   lookups: Lookups;
@@ -34,6 +41,8 @@ export interface MirrorDeps {
     passthrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
     checked(req: IncomingMessage, res: ServerResponse): Promise<void>;
   };
+  /** The check (decide and reserve) must finish within this many ms, else 503 and nothing is forwarded. */
+  deadlineMs?: number;
   now?: () => Date;
 }
 
@@ -99,9 +108,11 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     body = Buffer.concat([call.rawBody, Buffer.from(`${call.rawBody.length > 0 ? '&' : ''}${extra}`)]);
   }
 
+  const deadlineMs = deps.deadlineMs ?? 1800;
+  const deadline = performance.now() + deadlineMs;
   let result;
   try {
-    result = await deps.ledger.check({
+    const work = deps.ledger.check({
       agentId,
       timezone: bound.timezone,
       policy: bound.policy,
@@ -113,12 +124,26 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       simulate: false,
       startedAt,
       source: 'stripe',
+      deadline,
     });
+    result = await beforeDeadline(work, deadline);
+    if (result === 'late') {
+      // Kept, not released: the agent's retry with the same key replays this decision and forwards.
+      void work.then(
+        (late) => { if (late.status === 'reserved' && !late.replayed) log.warn({ agent_id: agentId, check_id: late.checkId }, 'a check finished after its deadline; its reservation stays counted (pending) for a retry with the same Idempotency-Key'); },
+        () => undefined,
+      );
+    }
   } catch (error) {
-    if (error instanceof IdempotencyConflict) {
+    if (error instanceof DeadlineExceeded) result = 'late' as const;
+    else if (error instanceof IdempotencyConflict) {
       return stripeError(res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
     }
-    throw error;
+    else throw error;
+  }
+  if (result === 'late') {
+    log.error({ agent_id: agentId, deadline_ms: deadlineMs }, 'no decision within the mirror deadline; answered 503, nothing forwarded');
+    return stripeError(res, 503, { type: 'api_error', message: `spendgate could not decide within ${deadlineMs} ms (its database is slow or busy); nothing was forwarded. Retrying with the same Idempotency-Key is safe.` });
   }
   const decision = result.decision;
   if (!result.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
@@ -144,7 +169,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
           relay(res, answer);
           finish();
         }
-        await deps.ledger.settle(agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
+        await settle(deps, log, agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
         if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
@@ -155,7 +180,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
-        await deps.ledger.settle(agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
+        await settle(deps, log, agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
       } catch (failure) {
         log.error({ err: failure, agent_id: agentId }, 'could not settle after the Stripe call failed; the reservation stays counted until reconciled');
       } finally {
@@ -173,6 +198,41 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     void deps.forwarder.checked(req, res);
   });
+}
+
+/**
+ * Settles by Stripe's answer. The money has moved (or not) whatever the database says, so a
+ * settlement it cannot take now (down, restarting, failing over) is tried again in the background,
+ * with backoff, for up to SETTLE_RETRY_MS; meanwhile the reservation stays counted as reserved,
+ * more than the truth, never less. Other failures are the caller's.
+ */
+async function settle(deps: MirrorDeps, log: Logger, agentId: string, key: string, status: Settled, options: SettleOptions): Promise<void> {
+  try {
+    await deps.ledger.settle(agentId, key, status, options);
+  } catch (error) {
+    if (!isDatabaseUnavailable(error)) throw error;
+    log.warn({ err: error, agent_id: agentId }, 'the database cannot take a settlement now; retrying it in the background');
+    pRetry(() => deps.ledger.settle(agentId, key, status, { ...options, defer: false }), {
+      retries: 20, minTimeout: 250, maxTimeout: 15_000, maxRetryTime: SETTLE_RETRY_MS, unref: true,
+      shouldRetry: ({ error: failure }) => isDatabaseUnavailable(failure),
+    }).then(
+      () => log.info({ agent_id: agentId }, 'settlement retried and recorded'),
+      (failure: unknown) => log.error({ err: failure, agent_id: agentId }, 'settlement given up; the reservation stays counted as reserved'),
+    );
+  }
+}
+
+/** The check's result, or 'late' once the deadline passes first (the check goes on). */
+async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), Math.max(0, deadline - performance.now()));
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function alreadyCounted({ knex, ledger }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {

@@ -4,7 +4,7 @@
 // upstream and restored on the way back, hop-by-hop headers stay on their own hop; everything
 // else (method, path, query, body bytes, Stripe headers and their case, status, body, Request-Id)
 // passes unchanged. Passthrough calls stream both ways; checked calls hand the buffered answer to
-// `onAnswer` so the ledger can settle before the agent sees it.
+// `onAnswer`, which decides whether the ledger settles it before or after the agent sees it.
 //
 // This used to be http-proxy-middleware (http-proxy underneath). It worked, but per request it
 // ran its event plumbing, copied the headers into an object and back out one setHeader at a time,
@@ -163,8 +163,8 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
   }
 
   /**
-   * A checked call: the whole answer is buffered and given to `onAnswer`, which settles and then
-   * relays it. An agent that disconnects meanwhile does not cancel it: Stripe's answer still
+   * A checked call: the whole answer is buffered and given to `onAnswer`, which relays and
+   * settles it (see checkedCall for the order). An agent that disconnects meanwhile does not cancel it: Stripe's answer still
    * settles the reservation.
    */
   function checked(req: IncomingMessage): Promise<void> {

@@ -101,7 +101,7 @@ export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
         return stripeError(res, 503, { type: 'api_error', message: 'spendgate cannot reach its database right now; nothing was forwarded. Retry later.' });
       }
       log.error({ err: error }, 'mirror request failed');
-      return stripeError(res, 500, { type: 'api_error', message: 'An internal error occurred in spendgate; nothing unchecked was forwarded.' });
+      return stripeError(res, 503, { type: 'api_error', message: 'An internal error occurred in spendgate; nothing unchecked was forwarded.' });
     });
   };
 }

@@ -40,10 +40,10 @@ async function waitFor(run: Run, text: string, ms = 30_000): Promise<void> {
 
 test('when several settings are bad, then start fails with exit 1 listing every one and echoing no secret', async () => {
   const secret = 'sk_live_abcdefghijklmnop123456';
-  const run = startProcess({ PORT: 'abc', LOG_LEVEL: 'loud', STRIPE_SECRET_KEY: secret, AUTH_FAIL_MODE: 'sometimes', SPEND_ADMIN_TOKEN: 'short', TRUST_PROXY: '10.0.0.0/99' });
+  const run = startProcess({ PORT: 'abc', LOG_LEVEL: 'loud', STRIPE_SECRET_KEY: secret, AUTH_FAIL_MODE: 'sometimes', SPEND_ADMIN_TOKEN: 'short', TRUST_PROXY: '10.0.0.0/99', MIRROR_DEADLINE_MS: '0' });
   assert.equal(await run.exited, 1);
   const out = run.output();
-  for (const name of ['PORT', 'LOG_LEVEL', 'STRIPE_SECRET_KEY', 'AUTH_FAIL_MODE', 'SPEND_ADMIN_TOKEN', 'TRUST_PROXY']) assert.match(out, new RegExp(name));
+  for (const name of ['PORT', 'LOG_LEVEL', 'STRIPE_SECRET_KEY', 'AUTH_FAIL_MODE', 'SPEND_ADMIN_TOKEN', 'TRUST_PROXY', 'MIRROR_DEADLINE_MS']) assert.match(out, new RegExp(name));
   assert.match(out, /live key but NODE_ENV is not "production"/);
   assert.ok(!out.includes(secret), 'the key itself must not be printed');
 });

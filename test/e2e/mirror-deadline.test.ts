@@ -1,0 +1,255 @@
+// The mirror when its database is slow or gone: a money-moving call the gateway cannot decide
+// within MIRROR_DEADLINE_MS answers 503 api_error (the SDK raises StripeAPIError) and nothing
+// reaches Stripe; a decision that lands late stays counted for the agent's retry with the same
+// Idempotency-Key, which reaches Stripe once and counts once; the gateway recovers by itself.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Knex } from 'knex';
+import Stripe from 'stripe';
+import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
+import type { EmbeddedDatabase } from '../../src/db/embedded.js';
+import { agentLockKey } from '../../src/ledger/transaction.js';
+import { startFakeStripe } from '../helpers/fake-stripe.js';
+import type { FakeStripe } from '../helpers/fake-stripe.js';
+import { agentWithPolicy, startTestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
+
+const DEADLINE_MS = 400;
+const DAILY = [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$100 a day', parameters: { limit: 100, currency: 'USD', window: 'daily' } }];
+
+function sdk(key: string, gw: TestGateway): Stripe {
+  return new Stripe(key, { host: '127.0.0.1', port: gw.agentPort, protocol: 'http', maxNetworkRetries: 0 });
+}
+
+const posts = (fake: FakeStripe) => fake.requests.filter((r) => r.method === 'POST').length;
+
+async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Holds the agent's ledger lock until released: its checks wait behind it (a lock wait). */
+async function stallAgent(knex: Knex, agentId: string): Promise<() => Promise<void>> {
+  const trx = await knex.transaction();
+  await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
+  return async () => {
+    await trx.rollback();
+  };
+}
+
+/** The SDK's error for a call expected to fail, and how long the call took. */
+async function failing(call: Promise<unknown>): Promise<{ error: Stripe.errors.StripeError; ms: number }> {
+  const started = performance.now();
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof Stripe.errors.StripeError, `expected a StripeError, got ${String(error)}`);
+    return { error, ms: performance.now() - started };
+  }
+  throw new Error('the call succeeded');
+}
+
+describe('a stalled database', () => {
+  let fake: FakeStripe;
+  let gw: TestGateway;
+  before(async () => {
+    fake = await startFakeStripe();
+    gw = await startTestGateway({ STRIPE_SECRET_KEY: 'sk_test_deadline', STRIPE_API_BASE: fake.url, MIRROR_DEADLINE_MS: String(DEADLINE_MS) });
+  });
+  after(async () => {
+    await gw?.stop();
+    await fake?.stop();
+  });
+
+  test('when the check waits on a lock past the deadline, then the agent gets 503 and nothing is forwarded; the retry with the same key reaches Stripe once and counts once', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    await stripe.charges.create({ amount: 1000, currency: 'usd', source: 'tok_visa' }); // warm the agent's caches
+    const before = posts(fake);
+
+    const release = await stallAgent(gw.knex, agentId);
+    let failed;
+    try {
+      failed = await failing(stripe.charges.create({ amount: 2500, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'stalled-1' }));
+    } finally {
+      await release();
+    }
+    assert.ok(failed.error instanceof Stripe.errors.StripeAPIError, `expected StripeAPIError, got ${failed.error.type}`);
+    assert.equal(failed.error.statusCode, 503);
+    assert.equal(failed.error.rawType, 'api_error');
+    assert.match(failed.error.message, /nothing was forwarded/);
+    assert.ok(failed.ms < DEADLINE_MS + 300, `answered in ${Math.round(failed.ms)} ms`);
+    assert.equal(posts(fake), before, 'nothing reached Stripe');
+
+    // Inside its transaction when the answer left, the check lands reserved and stays counted for
+    // the retry; still queued (or sent back to the general path after a failed attempt), it is
+    // dropped and never reserves. Which one happens depends on timing; both must end the same way.
+    await new Promise((r) => setTimeout(r, 300));
+    await gw.deps.ledger.flush();
+    const late = await gw.knex('decisions').where({ agent_id: agentId, amount: 2500 });
+    assert.ok(late.length === 0 || (late.length === 1 && late[0].status === 'reserved'), JSON.stringify(late));
+    const lateCounter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(lateCounter.reserved), late.length === 1 ? 2500 : 0, 'the counter holds exactly what landed');
+
+    const charge = await stripe.charges.create({ amount: 2500, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'stalled-1' });
+    assert.equal(charge.amount, 2500);
+    assert.equal(posts(fake), before + 1, 'the retry reached Stripe once');
+    await gw.deps.ledger.flush();
+    const rows = await gw.knex('decisions').where({ agent_id: agentId }).orderBy('created_at');
+    assert.deepEqual(rows.map((r) => [Number(r.amount), r.status]), [[1000, 'committed'], [2500, 'committed']]);
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.deepEqual([Number(counter.reserved), Number(counter.spent), Number(counter.count)], [0, 3500, 2], 'counted once');
+  });
+
+  test('when checks queue behind a stalled one, then each answers 503 in time and the queued ones never reserve', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
+    const before = posts(fake);
+    const release = await stallAgent(gw.knex, agentId);
+    let failures;
+    try {
+      failures = await Promise.all([1, 2, 3].map((i) => failing(stripe.charges.create({ amount: 1000 * i, currency: 'usd', source: 'tok_visa' }))));
+    } finally {
+      await release();
+    }
+    for (const { error, ms } of failures) {
+      assert.equal(error.statusCode, 503);
+      assert.ok(ms < DEADLINE_MS + 300, `answered in ${Math.round(ms)} ms`);
+    }
+    assert.equal(posts(fake), before);
+    // Whatever was inside a transaction lands reserved; whatever still queued is dropped. Either
+    // way the counter equals the decisions it holds, and at most one batch landed.
+    await new Promise((r) => setTimeout(r, 300));
+    await gw.deps.ledger.flush();
+    const rows = await gw.knex('decisions').where({ agent_id: agentId });
+    const reserved = rows.filter((r) => r.status === 'reserved').reduce((sum, r) => sum + Number(r.amount), 0);
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(counter.reserved), reserved);
+    assert.equal(Number(counter.spent), 100);
+  });
+});
+
+describe('a settlement the database cannot take', () => {
+  let fake: FakeStripe;
+  let gw: TestGateway;
+  before(async () => {
+    fake = await startFakeStripe();
+    gw = await startTestGateway({ STRIPE_SECRET_KEY: 'sk_test_deadline', STRIPE_API_BASE: fake.url });
+  });
+  after(async () => {
+    await gw?.stop();
+    await fake?.stop();
+  });
+
+  test('when the database refuses the settlement after Stripe answered, then the agent has its answer and the settlement is retried until it lands', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    const ledger = gw.deps.ledger;
+    const settle = ledger.settle.bind(ledger);
+    let refused = 0;
+    ledger.settle = async (...args) => {
+      if (refused < 3) {
+        refused++;
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      }
+      return settle(...args);
+    };
+    try {
+      const charge = await stripe.charges.create({ amount: 4200, currency: 'usd', source: 'tok_visa' });
+      assert.equal(charge.amount, 4200, 'the agent has Stripe\'s answer');
+      await eventually(async () => {
+        const [row] = await gw.knex('decisions').where({ agent_id: agentId });
+        return row?.status === 'committed';
+      }, 10_000);
+    } finally {
+      ledger.settle = settle;
+    }
+    assert.equal(refused, 3);
+    const [row] = await gw.knex('decisions').where({ agent_id: agentId });
+    assert.match(String(row.reference), /^ch_/);
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.deepEqual([Number(counter.reserved), Number(counter.spent), Number(counter.count)], [0, 4200, 1]);
+  });
+
+  test('when the settlement fails for another reason, then it is not retried and the reservation stays counted', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const ledger = gw.deps.ledger;
+    const settle = ledger.settle.bind(ledger);
+    let calls = 0;
+    ledger.settle = async () => {
+      calls++;
+      throw new Error('a bug');
+    };
+    try {
+      const charge = await sdk(key, gw).charges.create({ amount: 700, currency: 'usd', source: 'tok_visa' });
+      assert.equal(charge.amount, 700);
+      await new Promise((r) => setTimeout(r, 600));
+    } finally {
+      ledger.settle = settle;
+    }
+    assert.equal(calls, 1);
+    const [row] = await gw.knex('decisions').where({ agent_id: agentId });
+    assert.equal(row.status, 'reserved');
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(counter.reserved), 700);
+  });
+});
+
+describe('a stopped database', () => {
+  let dir: string;
+  let db: EmbeddedDatabase;
+  let port: number;
+  let fake: FakeStripe;
+  let gw: TestGateway;
+  const quiet = { info: () => undefined, warn: () => undefined };
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'spendgate-mirror-stop-'));
+    port = await freePort();
+    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    fake = await startFakeStripe();
+    gw = await startTestGateway({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: 'sk_test_deadline', STRIPE_API_BASE: fake.url, MIRROR_DEADLINE_MS: String(DEADLINE_MS) });
+  });
+  after(async () => {
+    await gw?.stop().catch(() => undefined);
+    await db?.stop().catch(() => undefined);
+    await fake?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('when PostgreSQL stops, then money-moving calls answer 503 within 2 s and none is forwarded; calls pass again when it is back', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
+    const before = posts(fake);
+    await db.stop();
+    for (let i = 0; i < 3; i++) {
+      const { error, ms } = await failing(stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' }));
+      assert.ok(error instanceof Stripe.errors.StripeAPIError, `expected StripeAPIError, got ${error.type}`);
+      assert.equal(error.statusCode, 503);
+      assert.ok(ms < 2000, `answered in ${Math.round(ms)} ms`);
+    }
+    assert.equal(posts(fake), before, 'nothing reached Stripe');
+    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    await eventually(async () => {
+      try {
+        await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    assert.equal(posts(fake), before + 1);
+    // The first call's settlement may have met the stopped database: it is retried until it lands.
+    await eventually(async () => {
+      const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+      return Number(counter.spent) === 200 && Number(counter.reserved) === 0;
+    }, 10_000);
+  });
+});
