@@ -20,6 +20,7 @@ import type { StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
 import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
+import { LATE, MirrorDeadlineExceeded, beforeDeadline } from './deadline.js';
 import { forwardContext } from './forward.js';
 import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
@@ -127,7 +128,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       deadline,
     });
     result = await beforeDeadline(work, deadline);
-    if (result === 'late') {
+    if (result === LATE) {
       // Kept, not released: the agent's retry with the same key replays this decision and forwards.
       void work.then(
         (late) => { if (late.status === 'reserved' && !late.replayed) log.warn({ agent_id: agentId, check_id: late.checkId }, 'a check finished after its deadline; its reservation stays counted (pending) for a retry with the same Idempotency-Key'); },
@@ -135,16 +136,13 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       );
     }
   } catch (error) {
-    if (error instanceof DeadlineExceeded) result = 'late' as const;
+    if (error instanceof DeadlineExceeded) result = LATE;
     else if (error instanceof IdempotencyConflict) {
       return stripeError(res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
     }
     else throw error;
   }
-  if (result === 'late') {
-    log.error({ agent_id: agentId, deadline_ms: deadlineMs }, 'no decision within the mirror deadline; answered 503, nothing forwarded');
-    return stripeError(res, 503, { type: 'api_error', message: `spendgate could not decide within ${deadlineMs} ms (its database is slow or busy); nothing was forwarded. Retrying with the same Idempotency-Key is safe.` });
-  }
+  if (result === LATE) throw new MirrorDeadlineExceeded(deadlineMs);
   const decision = result.decision;
   if (!result.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
   if (decision.decision !== 'allow') return policyRefusal(res, result.checkId, decision);
@@ -219,19 +217,6 @@ async function settle(deps: MirrorDeps, log: Logger, agentId: string, key: strin
       () => log.info({ agent_id: agentId }, 'settlement retried and recorded'),
       (failure: unknown) => log.error({ err: failure, agent_id: agentId }, 'settlement given up; the reservation stays counted as reserved'),
     );
-  }
-}
-
-/** The check's result, or 'late' once the deadline passes first (the check goes on). */
-async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T | 'late'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), Math.max(0, deadline - performance.now()));
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

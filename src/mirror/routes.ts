@@ -13,6 +13,7 @@ import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
+import { MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
 import { setForwardContext, upstreamIdempotencyKey } from './forward.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -96,6 +97,10 @@ export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
       if (error instanceof AppError && error.status < 500) {
         return stripeError(res, error.status, { type: 'invalid_request_error', message: error.message });
       }
+      if (error instanceof MirrorDeadlineExceeded) {
+        log.error({ deadline_ms: error.deadlineMs }, 'the database did not answer within the mirror deadline; answered 503, nothing forwarded');
+        return stripeError(res, 503, { type: 'api_error', message: error.message });
+      }
       if (isDatabaseUnavailable(error)) {
         log.error({ err: error }, 'database unavailable');
         return stripeError(res, 503, { type: 'api_error', message: 'spendgate cannot reach its database right now; nothing was forwarded. Retry later.' });
@@ -120,7 +125,10 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
   }
   const key = presentedKey(req.headers);
   if (!key) return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
-  const principal = await deps.lookups.principal(key);
+  // The key and the policy are usually cached; when they are read, the database has the deadline.
+  const deadlineMs = deps.deadlineMs ?? 1800;
+  const deadline = performance.now() + deadlineMs;
+  const principal = await withinDeadline(deps.lookups.principal(key), deadline, deadlineMs);
   if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
     return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key, or its agent is frozen).' });
   }
@@ -150,7 +158,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
   }
   const classification = classify(req.method ?? 'GET', path, form);
-  const bound = await boundPolicy(deps, principal.agentId);
+  const bound = await withinDeadline(boundPolicy(deps, principal.agentId), deadline, deadlineMs);
   const refusal = outsideAllowedEndpoints(bound, req.method ?? 'GET', path);
   if (refusal) {
     ctx.log.warn({ agent_id: principal.agentId, method: req.method, path }, 'call outside security.allowed_endpoints refused');

@@ -3,6 +3,8 @@
 // reaches Stripe; a decision that lands late stays counted for the agent's retry with the same
 // Idempotency-Key, which reaches Stripe once and counts once; the gateway recovers by itself.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -40,6 +42,20 @@ async function stallAgent(knex: Knex, agentId: string): Promise<() => Promise<vo
   await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
   return async () => {
     await trx.rollback();
+  };
+}
+
+/**
+ * Freezes a PostgreSQL cluster (SIGSTOP to the postmaster and its children): connections stay
+ * open and nothing answers, the way a hung server or a network partition looks. Returns the thaw.
+ */
+function freeze(clusterDir: string): () => void {
+  const postmaster = Number(readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' }).split('\n').map(Number).filter((pid) => pid > 0);
+  const pids = [postmaster, ...children];
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  return () => {
+    for (const pid of pids) process.kill(pid, 'SIGCONT');
   };
 }
 
@@ -221,6 +237,44 @@ describe('a stopped database', () => {
     await db?.stop().catch(() => undefined);
     await fake?.stop();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test('when PostgreSQL freezes (connections open, nothing answers), then calls with a known or a new key answer 503 in time and none is forwarded; calls pass again when it thaws', { timeout: 30_000 }, async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' }); // this key and policy are cached now
+    const fresh = await agentWithPolicy(gw, DAILY); // a key the gateway has not read yet
+    await gw.deps.ledger.flush();
+    const before = posts(fake);
+    const thaw = freeze(path.join(dir, 'postgres'));
+    let failures;
+    try {
+      failures = [
+        await failing(stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' })),
+        await failing(sdk(fresh.key, gw).charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' })),
+        await failing(sdk(fresh.key, gw).customers.list()),
+      ];
+    } finally {
+      thaw();
+    }
+    for (const { error, ms } of failures) {
+      assert.ok(error instanceof Stripe.errors.StripeAPIError, `expected StripeAPIError, got ${error.type}`);
+      assert.equal(error.statusCode, 503);
+      assert.ok(ms < DEADLINE_MS + 300, `answered in ${Math.round(ms)} ms`);
+    }
+    assert.equal(posts(fake), before, 'nothing reached Stripe');
+    await eventually(async () => {
+      try {
+        await sdk(fresh.key, gw).charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    await eventually(async () => {
+      const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+      return Number(counter.spent) === 100;
+    });
   });
 
   test('when PostgreSQL stops, then money-moving calls answer 503 within 2 s and none is forwarded; calls pass again when it is back', async () => {
