@@ -23,7 +23,7 @@ const schema = z
     STRIPE_API_BASE: z.url({ protocol: /^https?$/ }).default('https://api.stripe.com'),
     STRIPE_WEBHOOK_SECRET: list.optional(),
     STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(30_000),
-    MIRROR_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1800),
+    MIRROR_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1500),
     LITHIC_API_KEY: optionalText,
     LITHIC_API_BASE: z.url({ protocol: /^https?$/ }).optional(),
     LITHIC_WEBHOOK_SECRET: list.optional(),

@@ -20,7 +20,7 @@ import type { StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
 import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
-import { LATE, MirrorDeadlineExceeded, beforeDeadline } from './deadline.js';
+import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
 import { forwardContext } from './forward.js';
 import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
@@ -42,7 +42,7 @@ export interface MirrorDeps {
     passthrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
     checked(req: IncomingMessage, res: ServerResponse): Promise<void>;
   };
-  /** The check (decide and reserve) must finish within this many ms, else 503 and nothing is forwarded. */
+  /** The database waits (look-ups, the check) must be over within this many ms, else 503 and nothing is forwarded. */
   deadlineMs?: number;
   now?: () => Date;
 }
@@ -62,17 +62,26 @@ export interface CheckedCall {
   idempotencyKey: string;
   /** The agent's policy as the router already read it; read here when it had none. */
   bound?: AgentPolicy;
+  /**
+   * performance.now() time by which the database must have answered (MIRROR_DEADLINE_MS from
+   * the request's arrival); time spent waiting for Stripe's look-ups is added to it.
+   */
+  deadline: number;
 }
 
 export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<void> {
   const { req, res, log, agentId, classification } = call;
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
-  const bound = call.bound ?? (await deps.lookups.agentPolicy(agentId));
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  let deadline = call.deadline;
+  const bound = call.bound ?? (await withinDeadline(deps.lookups.agentPolicy(agentId), deadline, deadlineMs));
 
   let found;
+  const asked = performance.now();
   try {
     found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode), now);
+    deadline += performance.now() - asked; // Stripe's time is not the database's
   } catch (error) {
     if (error instanceof UpstreamError) {
       const payload = JSON.stringify(error.body);
@@ -89,7 +98,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // A capture of a payment the gateway already counted when it was authorized (confirm with
   // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
-  if (isCapture && found.objectId && (await alreadyCounted(deps, agentId, found.objectId))) {
+  if (isCapture && found.objectId && (await withinDeadline(alreadyCounted(deps, agentId, found.objectId), deadline, deadlineMs))) {
     const forward = forwardContext(req);
     if (forward) forward.rawBody = call.rawBody;
     await deps.forwarder.passthrough(req, res);
@@ -109,8 +118,6 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     body = Buffer.concat([call.rawBody, Buffer.from(`${call.rawBody.length > 0 ? '&' : ''}${extra}`)]);
   }
 
-  const deadlineMs = deps.deadlineMs ?? 1800;
-  const deadline = performance.now() + deadlineMs;
   let result;
   try {
     const work = deps.ledger.check({

@@ -13,7 +13,7 @@ import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
-import { MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
+import { DEFAULT_DEADLINE_MS, MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
 import { setForwardContext, upstreamIdempotencyKey } from './forward.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -126,7 +126,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
   const key = presentedKey(req.headers);
   if (!key) return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
   // The key and the policy are usually cached; when they are read, the database has the deadline.
-  const deadlineMs = deps.deadlineMs ?? 1800;
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
   const deadline = performance.now() + deadlineMs;
   const principal = await withinDeadline(deps.lookups.principal(key), deadline, deadlineMs);
   if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
@@ -184,7 +184,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
       forward.idempotencyKey = agentKey;
       forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey, bound });
+      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey, bound, deadline });
     }
   }
 }

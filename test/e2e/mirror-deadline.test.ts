@@ -123,6 +123,20 @@ describe('a stalled database', () => {
     assert.deepEqual([Number(counter.reserved), Number(counter.spent), Number(counter.count)], [0, 3500, 2], 'counted once');
   });
 
+  test('when Stripe takes longer than the deadline to answer a look-up, then that time does not count against the database\'s deadline', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const charge = `ch_slow_${agentId.replace(/[^A-Za-z0-9]/g, '')}`;
+    fake.put({ id: charge, object: 'charge', amount: 3000, amount_captured: 3000, amount_refunded: 0, captured: true, currency: 'usd', created: Math.floor(Date.now() / 1000) - 3600, livemode: false, metadata: {}, paid: true, refunded: false, status: 'succeeded' });
+    fake.on('GET', `/v1/charges/${charge}`, { delayMs: DEADLINE_MS + 200, times: 1 });
+    const started = performance.now();
+    const refund = await sdk(key, gw).refunds.create({ charge }); // no amount: the gateway reads what is refundable
+    assert.ok(performance.now() - started > DEADLINE_MS + 200, 'the look-up was slow');
+    assert.equal(refund.amount, 3000);
+    await gw.deps.ledger.flush();
+    const [row] = await gw.knex('decisions').where({ agent_id: agentId });
+    assert.equal(row.status, 'committed');
+  });
+
   test('when checks queue behind a stalled one, then each answers 503 in time and the queued ones never reserve', async () => {
     const { key, agentId } = await agentWithPolicy(gw, DAILY);
     const stripe = sdk(key, gw);
