@@ -21,6 +21,7 @@ import type { EmbeddedDatabase } from './db/embedded.js';
 import { createMetrics } from './http/metrics.js';
 import { createLedger } from './ledger/ledger.js';
 import { createForwarder } from './mirror/forward.js';
+import { Settlements } from './mirror/settlements.js';
 import { stripeClient, stripeLookup } from './mirror/stripe-lookup.js';
 import { applySpendMd } from './policy/store.js';
 import { createLithicProcessor } from '../adapters/lithic/index.js';
@@ -77,9 +78,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const forwarder = createForwarder(config.STRIPE_API_BASE, { timeoutMs: config.STRIPE_TIMEOUT_MS });
   const stripeKeys = stripeKeysByMode(config.STRIPE_SECRET_KEY);
   const lookups = { test: stripeKeys.test ? stripeLookup(stripeClient(stripeKeys.test, config.STRIPE_API_BASE)) : undefined, live: stripeKeys.live ? stripeLookup(stripeClient(stripeKeys.live, config.STRIPE_API_BASE)) : undefined };
+  const ledger = createLedger(knex);
+  const settlements = new Settlements(ledger);
   const mirror = {
     stripeKeys,
     forwarder,
+    settlements,
     deadlineMs: config.MIRROR_DEADLINE_MS,
     lookup: (mode: 'test' | 'live') => {
       const lookup = lookups[mode];
@@ -96,7 +100,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
   const jobs = startJobs({ knex, logger: logger.child({ component: 'jobs' }), processors: callable, kick: cardWorker.kick }, { 'reconcile-cards': config.RECONCILE_CRON });
   const deps: AppDeps = {
-    knex, lookups: cachedLookups(knex, invalidation), ledger: createLedger(knex), metrics: createMetrics(), logger,
+    knex, lookups: cachedLookups(knex, invalidation), ledger, metrics: createMetrics(), logger,
     adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors,
     cards: { kick: cardWorker.kick, waitMs: config.FREEZE_WAIT_MS, processors: callable },
     authorization: { deadlineMs: config.AUTH_DEADLINE_MS, failMode: config.AUTH_FAIL_MODE },
@@ -136,6 +140,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async stop() {
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
       await deps.ledger.flush(); // settlements deferred after their answers left
+      await settlements.stop(); // those the database could not take: named in the log
       forwarder.close();
       await jobs.stop();
       await cardWorker.stop();

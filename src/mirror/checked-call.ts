@@ -6,13 +6,11 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Knex } from 'knex';
-import pRetry from 'p-retry';
-import { AppError, isDatabaseUnavailable } from '../errors.js';
+import { AppError } from '../errors.js';
 import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { DeadlineExceeded, IdempotencyConflict } from '../ledger/ledger.js';
-import type { Ledger, SettleOptions } from '../ledger/ledger.js';
-import type { ReservationStatus } from '../ledger/state.js';
+import type { CheckResult, Ledger, SettleOptions } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
@@ -22,14 +20,10 @@ import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
 import { forwardContext } from './forward.js';
+import type { Settlements } from './settlements.js';
 import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
-
-type Settled = Exclude<ReservationStatus, 'reserved'>;
-
-/** How long a settlement the database could not take is tried again. */
-const SETTLE_RETRY_MS = 5 * 60_000;
 
 export interface MirrorDeps {
   knex: Knex;
@@ -38,6 +32,8 @@ export interface MirrorDeps {
   metrics: Metrics;
   stripeKeys: { test?: string; live?: string };
   lookup: (mode: 'test' | 'live') => StripeLookup;
+  /** Settles checked calls, retrying what the database cannot take now. */
+  settlements: Settlements;
   forwarder: {
     passthrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
     checked(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -60,6 +56,8 @@ export interface CheckedCall {
   rawBody: Buffer;
   classification: Extract<Classification, { kind: 'money' }>;
   idempotencyKey: string;
+  /** The agent sent no Idempotency-Key: `idempotencyKey` is the gateway's, and no retry can carry it. */
+  generatedKey: boolean;
   /** The agent's policy as the router already read it; read here when it had none. */
   bound?: AgentPolicy;
   /**
@@ -135,13 +133,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       deadline,
     });
     result = await beforeDeadline(work, deadline);
-    if (result === LATE) {
-      // Kept, not released: the agent's retry with the same key replays this decision and forwards.
-      void work.then(
-        (late) => { if (late.status === 'reserved' && !late.replayed) log.warn({ agent_id: agentId, check_id: late.checkId }, 'a check finished after its deadline; its reservation stays counted (pending) for a retry with the same Idempotency-Key'); },
-        () => undefined,
-      );
-    }
+    if (result === LATE) void work.then((late) => afterDeadline(deps, call, late, startedAt), () => undefined);
   } catch (error) {
     if (error instanceof DeadlineExceeded) result = LATE;
     else if (error instanceof IdempotencyConflict) {
@@ -165,16 +157,17 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       // rides with its next check (within settleDeferMs). Settled before the answer leaves: a new
       // card (registered, so a freeze right after covers it), a payment authorized for a later
       // capture (the capture, maybe through another process, must find it counted), and money
-      // beyond what was reserved (a crash must not leave it uncounted).
+      // beyond what was reserved (a crash must not leave it uncounted), or by a replay (whose
+      // reservation is not known here, so the settlement cannot ride with a check).
       const settlement = settlementOf(answer, found.action.currency);
       const card = classification.endpoint === 'issuing_card_create';
-      const first = card || settlement.awaitsCapture || (settlement.amount ?? 0) > (result.reservation?.amount ?? Infinity);
+      const first = card || settlement.awaitsCapture || !result.reservation || (settlement.amount ?? 0) > result.reservation.amount;
       try {
         if (!first) {
           relay(res, answer);
           finish();
         }
-        await settle(deps, log, agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
+        await deps.settlements.settle(log, agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
         if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
@@ -185,7 +178,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
-        await settle(deps, log, agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
+        await deps.settlements.settle(log, agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
       } catch (failure) {
         log.error({ err: failure, agent_id: agentId }, 'could not settle after the Stripe call failed; the reservation stays counted until reconciled');
       } finally {
@@ -206,29 +199,31 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
 }
 
 /**
- * Settles by Stripe's answer. The money has moved (or not) whatever the database says, so a
- * settlement it cannot take now (down, restarting, failing over) is tried again in the background,
- * with backoff, for up to SETTLE_RETRY_MS; meanwhile the reservation stays counted as reserved,
- * more than the truth, never less. Other failures are the caller's.
+ * A check that finished after its call was answered 503. Its reservation stays counted for the
+ * agent's retry with the same key, which replays the decision and forwards; a key the gateway
+ * generated can never be retried, so that reservation is released.
  */
-async function settle(deps: MirrorDeps, log: Logger, agentId: string, key: string, status: Settled, options: SettleOptions): Promise<void> {
+async function afterDeadline(deps: MirrorDeps, call: CheckedCall, late: CheckResult, startedAt: number): Promise<void> {
+  if (late.replayed) return;
+  recordDecision(deps.metrics, 'stripe', late.decision, startedAt);
+  if (late.status !== 'reserved') return;
+  const fields = { agent_id: call.agentId, check_id: late.checkId };
+  if (!call.generatedKey) {
+    call.log.warn(fields, 'a check finished after its deadline; its reservation stays counted (pending) for a retry with the same Idempotency-Key');
+    return;
+  }
   try {
-    await deps.ledger.settle(agentId, key, status, options);
+    await deps.settlements.settle(call.log, call.agentId, call.idempotencyKey, 'released', { ...(late.reservation ? { reservation: late.reservation } : {}) });
+    call.log.warn(fields, 'a check finished after its deadline; released (its key was generated, so no retry can use it)');
   } catch (error) {
-    if (!isDatabaseUnavailable(error)) throw error;
-    log.warn({ err: error, agent_id: agentId }, 'the database cannot take a settlement now; retrying it in the background');
-    pRetry(() => deps.ledger.settle(agentId, key, status, { ...options, defer: false }), {
-      retries: 20, minTimeout: 250, maxTimeout: 15_000, maxRetryTime: SETTLE_RETRY_MS, unref: true,
-      shouldRetry: ({ error: failure }) => isDatabaseUnavailable(failure),
-    }).then(
-      () => log.info({ agent_id: agentId }, 'settlement retried and recorded'),
-      (failure: unknown) => log.error({ err: failure, agent_id: agentId }, 'settlement given up; the reservation stays counted as reserved'),
-    );
+    call.log.error({ ...fields, err: error }, 'could not release a late reservation; it stays counted');
   }
 }
 
-async function alreadyCounted({ knex, ledger }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
-  await ledger.flush(agentId); // the object id is written when the call that made it is settled
+async function alreadyCounted({ knex, ledger, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
+  // The object id is written when the call that made it is settled: wait for those still on their way.
+  await ledger.flush(agentId);
+  await settlements.settled(agentId);
   const row = await knex('decisions').where({ agent_id: agentId, reference: objectId, source: 'stripe' }).whereIn('status', ['reserved', 'committed', 'unknown']).first('id');
   return row !== undefined;
 }

@@ -137,6 +137,36 @@ describe('a stalled database', () => {
     assert.equal(row.status, 'committed');
   });
 
+  test('when a call without an Idempotency-Key misses the deadline, then a reservation landing late is released (no retry can carry the generated key)', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
+    const before = posts(fake);
+    const release = await stallAgent(gw.knex, agentId);
+    let failed;
+    try {
+      // stripe-node keys every POST, so by hand: curl, an MCP tool, or a client that sends no key.
+      failed = await fetch(`${gw.agentUrl}/v1/charges`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'amount=2200&currency=usd&source=tok_visa',
+      });
+    } finally {
+      await release();
+    }
+    assert.equal(failed.status, 503);
+    assert.equal(((await failed.json()) as { error: { type: string } }).error.type, 'api_error');
+    assert.equal(posts(fake), before);
+    await eventually(async () => {
+      await gw.deps.ledger.flush();
+      const rows = await gw.knex('decisions').where({ agent_id: agentId, amount: 2200 });
+      return rows.every((r) => r.status === 'released');
+    });
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(counter.reserved), 0, 'nothing left counted for a call that was never forwarded');
+    assert.equal(Number(counter.spent), 100);
+  });
+
   test('when checks queue behind a stalled one, then each answers 503 in time and the queued ones never reserve', async () => {
     const { key, agentId } = await agentWithPolicy(gw, DAILY);
     const stripe = sdk(key, gw);
@@ -206,6 +236,35 @@ describe('a settlement the database cannot take', () => {
     assert.match(String(row.reference), /^ch_/);
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
     assert.deepEqual([Number(counter.reserved), Number(counter.spent), Number(counter.count)], [0, 4200, 1]);
+  });
+
+  test('when a payment awaiting capture has its settlement retried, then the capture waits for it and the money counts once', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    const stripe = sdk(key, gw);
+    const ledger = gw.deps.ledger;
+    const settle = ledger.settle.bind(ledger);
+    let refused = 0;
+    ledger.settle = async (...args) => {
+      if (refused < 3) {
+        refused++;
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      }
+      return settle(...args);
+    };
+    try {
+      const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
+      assert.equal(intent.status, 'requires_capture');
+      assert.ok(refused >= 1 && refused < 3, 'the authorization is still being retried when the capture arrives');
+      const captured = await stripe.paymentIntents.capture(intent.id);
+      assert.equal(captured.status, 'succeeded');
+    } finally {
+      ledger.settle = settle;
+    }
+    await ledger.flush();
+    const rows = await gw.knex('decisions').where({ agent_id: agentId });
+    assert.equal(rows.length, 1, 'the capture was not counted as new money');
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(counter.reserved) + Number(counter.spent), 3000);
   });
 
   test('when the settlement fails for another reason, then it is not retried and the reservation stays counted', async () => {
