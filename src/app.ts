@@ -22,7 +22,6 @@ import { createWebhookHandler, isWebhookPath } from './webhooks/routes.js';
 import type { Lookups } from './agents/lookup-cache.js';
 import type { MirrorDeps } from './mirror/checked-call.js';
 import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
-import { Settlements } from './mirror/settlements.js';
 import { readiness } from './db/database.js';
 import { AppError, errorHandler } from './errors.js';
 import { requireAdmin } from './http/auth.js';
@@ -40,7 +39,7 @@ export interface AppDeps {
   logger: Logger;
   adminToken?: string;
   /** The Stripe mirror's outside world: real keys per mode, look-ups and the forwarder. */
-  mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder' | 'deadlineMs'> & Partial<Pick<MirrorDeps, 'settlements'>>;
+  mirror?: Pick<MirrorDeps, 'stripeKeys' | 'lookup' | 'forwarder' | 'settlements' | 'deadlineMs'>;
   /** Card processors configured (webhooks and card calls); chosen in gateway.ts. */
   processors?: Partial<Record<ProcessorName, Processor>>;
   /** Freezing: the processors this process can call, its queue worker, how long a freeze waits. */
@@ -142,9 +141,7 @@ type Listener = (req: IncomingMessage, res: ServerResponse) => void;
  * everything else to express.
  */
 export function withMirror(deps: AppDeps, app: Express): Listener {
-  const mirror = deps.mirror
-    ? createMirrorHandler({ settlements: new Settlements(deps.ledger), ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }, deps.logger)
-    : undefined;
+  const mirror = deps.mirror ? createMirrorHandler({ ...deps.mirror, knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, now: deps.now }, deps.logger) : undefined;
   const webhooks = createWebhookHandler({
     knex: deps.knex, lookups: deps.lookups, ledger: deps.ledger, metrics: deps.metrics, logger: deps.logger, processors: deps.processors ?? {},
     deadlineMs: deps.authorization?.deadlineMs ?? 1500, failMode: parseFailMode(deps.authorization?.failMode ?? 'decline'),

@@ -20,7 +20,7 @@ import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
 import { forwardContext } from './forward.js';
-import type { Settlements } from './settlements.js';
+import type { Settled, Settlements } from './settlements.js';
 import type { UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
@@ -135,11 +135,11 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     result = await beforeDeadline(work, deadline);
     if (result === LATE) void work.then((late) => afterDeadline(deps, call, late, startedAt), () => undefined);
   } catch (error) {
-    if (error instanceof DeadlineExceeded) result = LATE;
-    else if (error instanceof IdempotencyConflict) {
+    if (error instanceof IdempotencyConflict) {
       return stripeError(res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
     }
-    else throw error;
+    if (!(error instanceof DeadlineExceeded)) throw error;
+    result = LATE; // dropped before it started: nothing was recorded
   }
   if (result === LATE) throw new MirrorDeadlineExceeded(deadlineMs);
   const decision = result.decision;
@@ -157,22 +157,19 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       // rides with its next check (within settleDeferMs). Settled before the answer leaves: a new
       // card (registered, so a freeze right after covers it), a payment authorized for a later
       // capture (the capture, maybe through another process, must find it counted), and money
-      // beyond what was reserved (a crash must not leave it uncounted), or by a replay (whose
-      // reservation is not known here, so the settlement cannot ride with a check).
+      // beyond what was reserved (a crash must not leave it uncounted); and a replay's, whose
+      // reservation is not known here, so it cannot ride with a check.
       const settlement = settlementOf(answer, found.action.currency);
       const card = classification.endpoint === 'issuing_card_create';
-      const first = card || settlement.awaitsCapture || !result.reservation || (settlement.amount ?? 0) > result.reservation.amount;
+      const first = card || settlement.awaitsCapture || !result.reservation || (settlement.options.amount ?? 0) > result.reservation.amount;
       try {
-        if (!first) {
-          relay(res, answer);
-          finish();
-        }
+        if (!first) relay(res, answer);
         await deps.settlements.settle(log, agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
         if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
       } finally {
-        relay(res, answer);
+        relay(res, answer); // does nothing if it already left
         finish();
       }
     };
@@ -213,17 +210,15 @@ async function afterDeadline(deps: MirrorDeps, call: CheckedCall, late: CheckRes
     return;
   }
   try {
-    await deps.settlements.settle(call.log, call.agentId, call.idempotencyKey, 'released', { ...(late.reservation ? { reservation: late.reservation } : {}) });
+    await deps.settlements.settle(call.log, call.agentId, call.idempotencyKey, 'released', { reservation: late.reservation });
     call.log.warn(fields, 'a check finished after its deadline; released (its key was generated, so no retry can use it)');
   } catch (error) {
     call.log.error({ ...fields, err: error }, 'could not release a late reservation; it stays counted');
   }
 }
 
-async function alreadyCounted({ knex, ledger, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
-  // The object id is written when the call that made it is settled: wait for those still on their way.
-  await ledger.flush(agentId);
-  await settlements.settled(agentId);
+async function alreadyCounted({ knex, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
+  await settlements.flush(agentId); // the object id is written when the call that made it is settled
   const row = await knex('decisions').where({ agent_id: agentId, reference: objectId, source: 'stripe' }).whereIn('status', ['reserved', 'committed', 'unknown']).first('id');
   return row !== undefined;
 }
@@ -255,7 +250,7 @@ function reportedAmount(object: Record<string, unknown>, currency: string): numb
  * The settlement Stripe's answer calls for: 2xx commits (with the object's id and the amount
  * Stripe reports), 4xx releases, anything else is unknown.
  */
-function settlementOf(answer: UpstreamAnswer, currency: string): { status: 'committed' | 'released' | 'unknown'; options: SettleOptions; amount?: number; awaitsCapture: boolean } {
+function settlementOf(answer: UpstreamAnswer, currency: string): { status: Settled; options: SettleOptions; awaitsCapture: boolean } {
   if (answer.status >= 400 && answer.status < 500) return { status: 'released', options: {}, awaitsCapture: false };
   if (answer.status < 200 || answer.status >= 300) return { status: 'unknown', options: {}, awaitsCapture: false };
   let parsed: Record<string, unknown> = {};
@@ -267,7 +262,7 @@ function settlementOf(answer: UpstreamAnswer, currency: string): { status: 'comm
   const reference = typeof parsed.id === 'string' ? parsed.id : undefined;
   const amount = reportedAmount(parsed, currency);
   const awaitsCapture = (parsed.object === 'payment_intent' && parsed.status === 'requires_capture') || (parsed.object === 'charge' && parsed.captured === false);
-  return { status: 'committed', options: { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) }, ...(amount !== undefined ? { amount } : {}), awaitsCapture };
+  return { status: 'committed', options: { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) }, awaitsCapture };
 }
 
 function relay(res: ServerResponse, answer: UpstreamAnswer): void {

@@ -47,9 +47,10 @@ export class Settlements {
     }
   }
 
-  /** Resolves once no settlement of this agent is being retried (landed or given up). */
-  async settled(agentId: string): Promise<void> {
-    for (const retry of [...this.retries]) if (retry.agentId === agentId) await retry.done;
+  /** Resolves once every settlement of this agent asked for so far is done: deferred, queued or retried. */
+  async flush(agentId: string): Promise<void> {
+    await this.ledger.flush(agentId);
+    await Promise.all([...this.retries].filter((retry) => retry.agentId === agentId).map((retry) => retry.done));
   }
 
   /** How many settlements are being retried. */

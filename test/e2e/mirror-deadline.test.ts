@@ -9,14 +9,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Knex } from 'knex';
 import Stripe from 'stripe';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
 import type { EmbeddedDatabase } from '../../src/db/embedded.js';
-import { agentLockKey } from '../../src/ledger/transaction.js';
+import type { Ledger } from '../../src/ledger/ledger.js';
+import { until } from '../helpers/cards.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
-import { agentWithPolicy, startTestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, stallAgent, startTestGateway } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 
 const DEADLINE_MS = 400;
@@ -28,21 +28,21 @@ function sdk(key: string, gw: TestGateway): Stripe {
 
 const posts = (fake: FakeStripe) => fake.requests.filter((r) => r.method === 'POST').length;
 
-async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Holds the agent's ledger lock until released: its checks wait behind it (a lock wait). */
-async function stallAgent(knex: Knex, agentId: string): Promise<() => Promise<void>> {
-  const trx = await knex.transaction();
-  await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
-  return async () => {
-    await trx.rollback();
+/**
+ * Makes the ledger's settle() fail its next `times` calls with `error` (default: the database
+ * refusing connections), then work again; restore() puts the real one back.
+ */
+function failSettlements(ledger: Ledger, times: number, error: () => Error = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })) {
+  const settle = ledger.settle.bind(ledger);
+  let failed = 0;
+  ledger.settle = async (...args) => {
+    if (failed < times) {
+      failed++;
+      throw error();
+    }
+    return settle(...args);
   };
+  return { failed: () => failed, restore: () => (ledger.settle = settle) };
 }
 
 /**
@@ -157,7 +157,7 @@ describe('a stalled database', () => {
     assert.equal(failed.status, 503);
     assert.equal(((await failed.json()) as { error: { type: string } }).error.type, 'api_error');
     assert.equal(posts(fake), before);
-    await eventually(async () => {
+    await until('the late reservation released', async () => {
       await gw.deps.ledger.flush();
       const rows = await gw.knex('decisions').where({ agent_id: agentId, amount: 2200 });
       return rows.every((r) => r.status === 'released');
@@ -211,27 +211,18 @@ describe('a settlement the database cannot take', () => {
   test('when the database refuses the settlement after Stripe answered, then the agent has its answer and the settlement is retried until it lands', async () => {
     const { key, agentId } = await agentWithPolicy(gw, DAILY);
     const stripe = sdk(key, gw);
-    const ledger = gw.deps.ledger;
-    const settle = ledger.settle.bind(ledger);
-    let refused = 0;
-    ledger.settle = async (...args) => {
-      if (refused < 3) {
-        refused++;
-        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
-      }
-      return settle(...args);
-    };
+    const refusing = failSettlements(gw.deps.ledger, 3);
     try {
       const charge = await stripe.charges.create({ amount: 4200, currency: 'usd', source: 'tok_visa' });
       assert.equal(charge.amount, 4200, 'the agent has Stripe\'s answer');
-      await eventually(async () => {
+      await until('the retried settlement committed', async () => {
         const [row] = await gw.knex('decisions').where({ agent_id: agentId });
         return row?.status === 'committed';
       }, 10_000);
     } finally {
-      ledger.settle = settle;
+      refusing.restore();
     }
-    assert.equal(refused, 3);
+    assert.equal(refusing.failed(), 3);
     const [row] = await gw.knex('decisions').where({ agent_id: agentId });
     assert.match(String(row.reference), /^ch_/);
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
@@ -241,26 +232,17 @@ describe('a settlement the database cannot take', () => {
   test('when a payment awaiting capture has its settlement retried, then the capture waits for it and the money counts once', async () => {
     const { key, agentId } = await agentWithPolicy(gw, DAILY);
     const stripe = sdk(key, gw);
-    const ledger = gw.deps.ledger;
-    const settle = ledger.settle.bind(ledger);
-    let refused = 0;
-    ledger.settle = async (...args) => {
-      if (refused < 3) {
-        refused++;
-        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
-      }
-      return settle(...args);
-    };
+    const refusing = failSettlements(gw.deps.ledger, 3);
     try {
       const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
       assert.equal(intent.status, 'requires_capture');
-      assert.ok(refused >= 1 && refused < 3, 'the authorization is still being retried when the capture arrives');
+      assert.ok(refusing.failed() >= 1 && refusing.failed() < 3, 'the authorization is still being retried when the capture arrives');
       const captured = await stripe.paymentIntents.capture(intent.id);
       assert.equal(captured.status, 'succeeded');
     } finally {
-      ledger.settle = settle;
+      refusing.restore();
     }
-    await ledger.flush();
+    await gw.deps.ledger.flush();
     const rows = await gw.knex('decisions').where({ agent_id: agentId });
     assert.equal(rows.length, 1, 'the capture was not counted as new money');
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
@@ -269,21 +251,15 @@ describe('a settlement the database cannot take', () => {
 
   test('when the settlement fails for another reason, then it is not retried and the reservation stays counted', async () => {
     const { key, agentId } = await agentWithPolicy(gw, DAILY);
-    const ledger = gw.deps.ledger;
-    const settle = ledger.settle.bind(ledger);
-    let calls = 0;
-    ledger.settle = async () => {
-      calls++;
-      throw new Error('a bug');
-    };
+    const broken = failSettlements(gw.deps.ledger, Infinity, () => new Error('a bug'));
     try {
       const charge = await sdk(key, gw).charges.create({ amount: 700, currency: 'usd', source: 'tok_visa' });
       assert.equal(charge.amount, 700);
       await new Promise((r) => setTimeout(r, 600));
     } finally {
-      ledger.settle = settle;
+      broken.restore();
     }
-    assert.equal(calls, 1);
+    assert.equal(broken.failed(), 1);
     const [row] = await gw.knex('decisions').where({ agent_id: agentId });
     assert.equal(row.status, 'reserved');
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
@@ -336,7 +312,7 @@ describe('a stopped database', () => {
       assert.ok(ms < DEADLINE_MS + 300, `answered in ${Math.round(ms)} ms`);
     }
     assert.equal(posts(fake), before, 'nothing reached Stripe');
-    await eventually(async () => {
+    await until('a call passing after the thaw', async () => {
       try {
         await sdk(fresh.key, gw).charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
         return true;
@@ -344,7 +320,7 @@ describe('a stopped database', () => {
         return false;
       }
     }, 10_000);
-    await eventually(async () => {
+    await until('the first call settled', async () => {
       const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
       return Number(counter.spent) === 100;
     });
@@ -364,7 +340,7 @@ describe('a stopped database', () => {
     }
     assert.equal(posts(fake), before, 'nothing reached Stripe');
     db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
-    await eventually(async () => {
+    await until('a call passing once PostgreSQL is back', async () => {
       try {
         await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });
         return true;
@@ -374,7 +350,7 @@ describe('a stopped database', () => {
     }, 10_000);
     assert.equal(posts(fake), before + 1);
     // The first call's settlement may have met the stopped database: it is retried until it lands.
-    await eventually(async () => {
+    await until('the retried settlement of the first call', async () => {
       const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
       return Number(counter.spent) === 200 && Number(counter.reserved) === 0;
     }, 10_000);

@@ -7,11 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Knex } from 'knex';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
 import type { EmbeddedDatabase } from '../../src/db/embedded.js';
-import { agentLockKey } from '../../src/ledger/transaction.js';
-import { agentWithPolicy, startTestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, stallAgent, startTestGateway } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
 
@@ -33,15 +31,6 @@ async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<voi
     if (Date.now() > until) throw new Error('condition not reached in time');
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** Holds the agent's ledger lock until released: its reservations wait behind it (a lock wait). */
-async function stallAgent(knex: Knex, agentId: string): Promise<() => Promise<void>> {
-  const trx = await knex.transaction();
-  await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
-  return async () => {
-    await trx.rollback();
-  };
 }
 
 describe('a stalled database', () => {

@@ -6,6 +6,7 @@ import { connect } from '../../src/db/database.js';
 import { startGateway } from '../../src/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/http/logging.js';
+import { agentLockKey } from '../../src/ledger/transaction.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -79,4 +80,13 @@ export async function agentWithPolicy(gw: TestGateway, rules: unknown[], opts: {
   const key = await gw.admin('POST', `/agents/${agentId}/api-keys`, { mode: 'test' });
   if (key.status !== 201) throw new Error(`key: ${JSON.stringify(key.body)}`);
   return { agentId, policyId, key: key.body.key as string };
+}
+
+/** Holds the agent's ledger lock until released: its checks wait behind it (a lock wait). */
+export async function stallAgent(knex: Knex, agentId: string): Promise<() => Promise<void>> {
+  const trx = await knex.transaction();
+  await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
+  return async () => {
+    await trx.rollback();
+  };
 }

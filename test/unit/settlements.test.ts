@@ -18,6 +18,7 @@ function flakyLedger(failures: number, error: () => Error = unavailable) {
       if (calls.length <= failures) throw error();
       return 'committed';
     },
+    flush: async () => undefined,
   } as unknown as Ledger;
   return { ledger, calls };
 }
@@ -28,13 +29,13 @@ function memoryLog() {
   return { log, lines };
 }
 
-test('when the database is unavailable, then the settlement is retried without deferral until it lands, and settled() waits for it', async () => {
+test('when the database is unavailable, then the settlement is retried without deferral until it lands, and flush() waits for it', async () => {
   const { ledger, calls } = flakyLedger(2);
   const settlements = new Settlements(ledger);
   const { log, lines } = memoryLog();
   await settlements.settle(log, 'agent_a', 'key-1', 'committed', { defer: true });
   assert.equal(settlements.pending, 1, 'the caller is not held up');
-  await settlements.settled('agent_a');
+  await settlements.flush('agent_a');
   assert.equal(settlements.pending, 0);
   assert.deepEqual(calls, [{ key: 'key-1', defer: true }, { key: 'key-1', defer: false }, { key: 'key-1', defer: false }]);
   assert.ok(lines.some((l) => l.msg === 'settlement retried and recorded'));
