@@ -20,7 +20,8 @@ let gw: TestGateway;
 before(async () => {
   fake = await startFakeStripe();
   direct = await startFakeStripe();
-  gw = await startTestGateway({ STRIPE_SECRET_KEY: UPSTREAM_KEY, STRIPE_API_BASE: fake.url, STRIPE_TIMEOUT_MS: '1500' });
+  // The deadline has its own tests (mirror-deadline.test.ts); here 200 calls at once must not meet it.
+  gw = await startTestGateway({ STRIPE_SECRET_KEY: UPSTREAM_KEY, STRIPE_API_BASE: fake.url, STRIPE_TIMEOUT_MS: '1500', MIRROR_DEADLINE_MS: '10000' });
 });
 
 after(async () => {
