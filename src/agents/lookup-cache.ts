@@ -16,6 +16,14 @@ export interface Lookups {
   /** The agent a registry card belongs to (undefined: not registered). Invalidated by `card:<processor>:<id>`. */
   registeredCard(processor: string, cardId: string): Promise<string | undefined>;
   /**
+   * A fresh cached answer, without a promise or a wait; undefined when there is none (then the
+   * asynchronous look-up decides). Every proxied call starts with both, and they are almost always cached.
+   */
+  cached?: {
+    principal(presented: string): Principal | undefined;
+    agentPolicy(agentId: string): AgentPolicy | undefined;
+  };
+  /**
    * Drops this process's cached entries for a topic at once, without waiting for its own
    * NOTIFY to come back (the kill switch: the answer must not race the notification).
    */
@@ -72,17 +80,25 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
     if (map.size >= MAX_ENTRIES) map.clear();
   };
 
+  /** The cached entry of a key, if fresh: `{ principal }` (undefined for an expired key), else undefined. */
+  const cachedPrincipal = (presented: string): { principal: Principal | undefined } | undefined => {
+    const cached = principals.get(sha256(presented)); // one-shot: no Hash object per request
+    if (!fresh(cached) || !cached?.value) return undefined;
+    const { principal, expiresAt } = cached.value;
+    return { principal: expiresAt && expiresAt.getTime() <= Date.now() ? undefined : principal };
+  };
+  const cachedPolicy = (agentId: string): AgentPolicy | undefined => {
+    const cached = policies.get(agentId);
+    return fresh(cached) ? cached?.value : undefined;
+  };
+
   return {
     forget,
+    cached: { principal: (presented) => cachedPrincipal(presented)?.principal, agentPolicy: cachedPolicy },
     async principal(presented) {
-      const hash = sha256(presented); // one-shot: no Hash object per request
-      const cached = principals.get(hash);
-      if (fresh(cached)) {
-        const hit = cached?.value;
-        if (!hit) return undefined;
-        if (hit.expiresAt && hit.expiresAt <= new Date()) return undefined;
-        return hit.principal;
-      }
+      const cached = cachedPrincipal(presented);
+      if (cached) return cached.principal;
+      const hash = sha256(presented);
       const principal = await authenticateKey(knex, presented);
       const expiresAt = principal?.expiresAt ?? null;
       bound(principals);
@@ -91,8 +107,8 @@ export function cachedLookups(knex: Knex, invalidation: Invalidation): Lookups {
       return principal;
     },
     async agentPolicy(agentId) {
-      const cached = policies.get(agentId);
-      if (fresh(cached) && cached) return cached.value;
+      const cached = cachedPolicy(agentId);
+      if (cached) return cached;
       const value = await agentPolicy(knex, agentId);
       bound(policies);
       policies.set(agentId, { value, at: Date.now() });

@@ -19,9 +19,8 @@ import { cardControlParams } from './card-controls.js';
 import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
-import { forwardContext } from './forward.js';
 import type { Settled, Settlements } from './settlements.js';
-import type { UpstreamAnswer } from './forward.js';
+import type { ForwardContext, UpstreamAnswer } from './forward.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
 
@@ -35,8 +34,8 @@ export interface MirrorDeps {
   /** Settles checked calls, retrying what the database cannot take now. */
   settlements: Settlements;
   forwarder: {
-    passthrough(req: IncomingMessage, res: ServerResponse): Promise<void>;
-    checked(req: IncomingMessage, res: ServerResponse): Promise<void>;
+    passthrough(req: IncomingMessage, res: ServerResponse, ctx: ForwardContext): void;
+    checked(req: IncomingMessage, ctx: ForwardContext): Promise<void>;
   };
   /** The database waits (look-ups, the check) must be over within this many ms, else 503 and nothing is forwarded. */
   deadlineMs?: number;
@@ -55,6 +54,8 @@ export interface CheckedCall {
   form: Record<string, unknown>;
   rawBody: Buffer;
   classification: Extract<Classification, { kind: 'money' }>;
+  /** How the call is forwarded (keys, body); the outcome handlers are set here. */
+  forward: ForwardContext;
   idempotencyKey: string;
   /** The agent sent no Idempotency-Key: `idempotencyKey` is the gateway's, and no retry can carry it. */
   generatedKey: boolean;
@@ -97,9 +98,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
   if (isCapture && found.objectId && (await withinDeadline(alreadyCounted(deps, agentId, found.objectId), deadline, deadlineMs))) {
-    const forward = forwardContext(req);
-    if (forward) forward.rawBody = call.rawBody;
-    await deps.forwarder.passthrough(req, res);
+    deps.forwarder.passthrough(req, res, { ...call.forward, rawBody: call.rawBody });
     return;
   }
 
@@ -146,8 +145,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   if (!result.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
   if (decision.decision !== 'allow') return policyRefusal(res, result.checkId, decision);
 
-  const forward = forwardContext(req);
-  if (!forward) throw new Error('no forward context');
+  const forward = call.forward;
   forward.rawBody = body;
   await new Promise<void>((resolve) => {
     const finish = () => resolve();
@@ -191,7 +189,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
         finish();
       }
     };
-    void deps.forwarder.checked(req, res);
+    void deps.forwarder.checked(req, forward);
   });
 }
 

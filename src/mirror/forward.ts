@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 export interface ForwardContext {
   /** The real Stripe key of the agent key's mode. */
@@ -26,6 +27,8 @@ export interface ForwardContext {
   rawBody?: Buffer;
   /** The gateway's id for this request: the agent gets it when Stripe's answer carries none. */
   requestId?: () => string;
+  /** A passthrough call's status as the agent gets it (Stripe's, or 502 when Stripe was not reached). */
+  answered?: (status: number) => void;
   onAnswer?: (answer: UpstreamAnswer) => Promise<void> | void;
   onFailure?: (failure: { error: Error; sent: boolean }) => Promise<void> | void;
 }
@@ -34,18 +37,6 @@ export interface UpstreamAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
-}
-
-const contexts = new WeakMap<IncomingMessage, ForwardContext>();
-
-/** What the forwarder needs to know about one request (kept beside it, not on it). */
-export function setForwardContext(req: IncomingMessage, ctx: ForwardContext): ForwardContext {
-  contexts.set(req, ctx);
-  return ctx;
-}
-
-export function forwardContext(req: IncomingMessage): ForwardContext | undefined {
-  return contexts.get(req);
 }
 
 /** Same agent + same key → same upstream key; different agents never share one. */
@@ -74,12 +65,24 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
   const transport = secure ? https : http;
   // LIFO hands out the most recently used socket: under light load a few warm sockets serve
   // everything, and idle ones time out instead of all being kept half-alive.
-  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
+  // The timeout is the socket's, set when it is made: Stripe must send something within it, as with
+  // a request's own setTimeout, without re-arming a timer for every request. A pooled socket can
+  // come back with a shorter one (node times idle sockets out by the server's Keep-Alive hint, and
+  // does not reset that for the next request): `withTimeout` puts ours back.
+  const agentOptions = { keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const, timeout: options.timeoutMs };
   const agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   const host = target.host;
   const hostname = target.hostname;
   const port = target.port ? Number(target.port) : secure ? 443 : 80;
   const basePath = target.pathname === '/' ? '' : target.pathname.replace(/\/$/, '');
+
+  function withTimeout(socket: Socket): void {
+    if (socket.timeout !== options.timeoutMs) socket.setTimeout(options.timeoutMs);
+  }
+
+  function timedOut(this: http.ClientRequest): void {
+    this.destroy(Object.assign(new Error(`Stripe did not answer within ${options.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+  }
 
   /** The agent's headers as it sent them (names, case, order, duplicates), minus ours and the hop's. */
   function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): string[] {
@@ -107,9 +110,8 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
   /** Send the request upstream: the body read already, or the agent's stream (multipart, GET). */
   function send(req: IncomingMessage, ctx: ForwardContext, onResponse: (answer: IncomingMessage) => void, onError: (error: NodeJS.ErrnoException) => void): http.ClientRequest {
     const upstream = transport.request({ agent, hostname, port, method: req.method, path: basePath + (req.url ?? '/'), headers: upstreamHeaders(req, ctx) }, onResponse);
-    upstream.setTimeout(options.timeoutMs, () => {
-      upstream.destroy(Object.assign(new Error(`Stripe did not answer within ${options.timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    });
+    upstream.on('socket', withTimeout);
+    upstream.on('timeout', timedOut);
     upstream.on('error', onError);
     if (ctx.rawBody) upstream.end(ctx.rawBody);
     else if (req.complete) upstream.end(); // GET/DELETE: nothing left to read
@@ -120,45 +122,42 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
     return upstream;
   }
 
-  function passthrough(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const ctx = contexts.get(req);
-    if (!ctx) return Promise.reject(new Error('no forward context'));
-    return new Promise<void>((resolve) => {
-      const upstream = send(
-        req,
-        ctx,
-        (answer) => {
-          const raw = answer.rawHeaders;
-          const headers: string[] = [];
-          let requestId = false;
-          for (let i = 0; i < raw.length; i += 2) {
-            const name = raw[i] as string;
-            const lower = name.toLowerCase();
-            if (NOT_RELAYED.has(lower)) continue;
-            if (lower === 'request-id') requestId = true;
-            headers.push(name, lower === 'idempotency-key' && ctx.idempotencyKey ? ctx.idempotencyKey : (raw[i + 1] as string));
-          }
-          if (!requestId && ctx.requestId && !res.hasHeader('request-id')) headers.push('Request-Id', ctx.requestId());
-          res.writeHead(answer.statusCode ?? 502, answer.statusMessage, headers);
-          answer.on('error', () => res.destroy());
-          answer.on('end', resolve);
-          answer.pipe(res);
-        },
-        (error) => {
-          if (res.writableFinished) return; // a late socket error after the answer was relayed
-          if (!res.headersSent) {
-            const body = JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${error.code ?? error.message})` } });
-            res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(ctx.requestId ? { 'request-id': ctx.requestId() } : {}) });
-            res.end(body);
-          } else res.destroy();
-          resolve();
-        },
-      );
-      // The agent went away: stop reading for it.
-      res.on('close', () => {
-        if (!res.writableFinished) upstream.destroy();
-        resolve();
-      });
+  /** Streams the call to Stripe and its answer back; the agent's going away cancels it. */
+  function passthrough(req: IncomingMessage, res: ServerResponse, ctx: ForwardContext): void {
+    const upstream = send(
+      req,
+      ctx,
+      (answer) => {
+        const raw = answer.rawHeaders;
+        const headers: string[] = [];
+        let requestId = false;
+        for (let i = 0; i < raw.length; i += 2) {
+          const name = raw[i] as string;
+          const lower = name.toLowerCase();
+          if (NOT_RELAYED.has(lower)) continue;
+          if (lower === 'request-id') requestId = true;
+          headers.push(name, lower === 'idempotency-key' && ctx.idempotencyKey ? ctx.idempotencyKey : (raw[i + 1] as string));
+        }
+        if (!requestId && ctx.requestId && !res.hasHeader('request-id')) headers.push('Request-Id', ctx.requestId());
+        const status = answer.statusCode ?? 502;
+        res.writeHead(status, answer.statusMessage, headers);
+        ctx.answered?.(status);
+        answer.on('error', () => res.destroy());
+        answer.pipe(res);
+      },
+      (error) => {
+        if (res.writableFinished) return; // a late socket error after the answer was relayed
+        if (!res.headersSent) {
+          const body = JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${error.code ?? error.message})` } });
+          res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(ctx.requestId ? { 'request-id': ctx.requestId() } : {}) });
+          res.end(body);
+          ctx.answered?.(502);
+        } else res.destroy();
+      },
+    );
+    // The agent went away: stop reading for it.
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
     });
   }
 
@@ -167,9 +166,7 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
    * settles it (see checkedCall for the order). An agent that disconnects meanwhile does not cancel it: Stripe's answer still
    * settles the reservation.
    */
-  function checked(req: IncomingMessage): Promise<void> {
-    const ctx = contexts.get(req);
-    if (!ctx) return Promise.reject(new Error('no forward context'));
+  function checked(req: IncomingMessage, ctx: ForwardContext): Promise<void> {
     return new Promise<void>((resolve) => {
       // One outcome per call: a socket error after the answer arrived changes nothing.
       let decided = false;
@@ -200,9 +197,5 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
     });
   }
 
-  return {
-    passthrough,
-    checked: (req: IncomingMessage, _res?: ServerResponse): Promise<void> => checked(req),
-    close: () => agent.destroy(),
-  };
+  return { passthrough, checked, close: () => agent.destroy() };
 }

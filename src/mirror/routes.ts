@@ -14,7 +14,8 @@ import { checkedCall } from './checked-call.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
-import { setForwardContext, upstreamIdempotencyKey } from './forward.js';
+import { upstreamIdempotencyKey } from './forward.js';
+import type { ForwardContext } from './forward.js';
 
 const MAX_BODY = 1024 * 1024;
 
@@ -61,8 +62,13 @@ function header(req: IncomingMessage, name: string): string | undefined {
 class RequestContext {
   private id?: string;
   private child?: Logger;
+  private watched = false;
+  readonly started = performance.now();
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly req: IncomingMessage,
+  ) {}
 
   get requestId(): string {
     return (this.id ??= `req_${randomUUID().replace(/-/g, '')}`);
@@ -72,25 +78,33 @@ class RequestContext {
     return (this.child ??= this.logger.child({ req_id: this.requestId }));
   }
 
-  /** `res`, marked with this request's id: for the gateway's own answers. */
+  /** The request's line in the log: a 5xx always, anything else at debug level. */
+  answered(status: number): void {
+    if (status < 500 && !this.logger.isLevelEnabled('debug')) return;
+    const ms = Math.round((performance.now() - this.started) * 10) / 10;
+    const line = { method: this.req.method, path: (this.req.url ?? '').split('?')[0], status, ms };
+    if (status >= 500) this.log.error(line, 'mirror request');
+    else this.log.debug(line, 'mirror request');
+  }
+
+  /**
+   * `res`, marked with this request's id and logged once it is sent: for the gateway's own
+   * answers and checked calls. A passthrough call is logged by the forwarder when Stripe's
+   * status is known, without a listener on every proxied request.
+   */
   own(res: ServerResponse): ServerResponse {
+    if (!this.watched) {
+      this.watched = true;
+      res.once('finish', () => this.answered(res.statusCode));
+    }
     if (!res.headersSent) res.setHeader('request-id', this.requestId);
     return res;
   }
 }
 
 export function createMirrorHandler(deps: MirrorDeps, logger: Logger) {
-  const debug = () => logger.isLevelEnabled('debug');
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const ctx = new RequestContext(logger);
-    const started = performance.now();
-    res.once('finish', () => {
-      if (res.statusCode < 500 && !debug()) return;
-      const ms = Math.round((performance.now() - started) * 10) / 10;
-      const line = { method: req.method, path: (req.url ?? '').split('?')[0], status: res.statusCode, ms };
-      if (res.statusCode >= 500) ctx.log.error(line, 'mirror request');
-      else ctx.log.debug(line, 'mirror request');
-    });
+    const ctx = new RequestContext(logger, req);
     handle(deps, req, res, ctx).catch((error: unknown) => {
       const log = ctx.log;
       ctx.own(res);
@@ -127,8 +141,8 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
   if (!key) return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_key_missing', message: 'You did not provide an API key. Use your spendgate agent key (sg_test_… or sg_live_…) where the Stripe secret key would go.' });
   // The key and the policy are usually cached; when they are read, the database has the deadline.
   const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  const deadline = performance.now() + deadlineMs;
-  const principal = await withinDeadline(deps.lookups.principal(key), deadline, deadlineMs);
+  const deadline = ctx.started + deadlineMs;
+  const principal = deps.lookups.cached?.principal(key) ?? (await withinDeadline(deps.lookups.principal(key), deadline, deadlineMs));
   if (!principal || principal.kind !== 'agent' || !principal.agentId || !principal.mode) {
     return stripeError(ctx.own(res), 401, { type: 'authentication_error', code: 'spend_invalid_key', message: 'Invalid API key provided (unknown, revoked or expired spendgate agent key, or its agent is frozen).' });
   }
@@ -158,25 +172,26 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
     return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', message: `spendgate cannot read this form the way Stripe would (${error.message}); nothing was forwarded.` });
   }
   const classification = classify(req.method ?? 'GET', path, form);
-  const bound = await withinDeadline(boundPolicy(deps, principal.agentId), deadline, deadlineMs);
+  const bound = deps.lookups.cached?.agentPolicy(principal.agentId) ?? (await withinDeadline(boundPolicy(deps, principal.agentId), deadline, deadlineMs));
   const refusal = outsideAllowedEndpoints(bound, req.method ?? 'GET', path);
   if (refusal) {
     ctx.log.warn({ agent_id: principal.agentId, method: req.method, path }, 'call outside security.allowed_endpoints refused');
     return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: refusal });
   }
   const agentKey = header(req, 'idempotency-key');
-  const forward = setForwardContext(req, {
+  const forward: ForwardContext = {
     upstreamKey,
     rawBody,
     requestId: () => ctx.requestId,
     ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
-  });
+  };
   switch (classification.kind) {
     case 'privileged':
       ctx.log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
       return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
     case 'other':
-      return deps.forwarder.passthrough(req, res);
+      forward.answered = (status) => ctx.answered(status);
+      return deps.forwarder.passthrough(req, res, forward);
     case 'money': {
       if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) {
         return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', param: 'Idempotency-Key', message: 'Idempotency-Key must be 1-255 characters' });
@@ -184,7 +199,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
       forward.idempotencyKey = agentKey;
       forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, idempotencyKey, generatedKey: agentKey === undefined, bound, deadline });
+      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, forward, idempotencyKey, generatedKey: agentKey === undefined, bound, deadline });
     }
   }
 }

@@ -86,10 +86,10 @@ async function decideAuthorization(deps: AuthorizeDeps, request: AuthorizationRe
   const decline = (reason: string, message: string): Decided => ({ answer: { approved: false, reason, metadata: { spend_decision: 'block', spend_reason: reason, spend_message: message.slice(0, 500) } } });
   const agentId = await cardOwner(deps.lookups, request.processor, request.card);
   if (!agentId) return decline('unknown_card', `card ${request.card.id} belongs to no agent known to the gateway`);
-  const bound = await deps.lookups.agentPolicy(agentId).catch((error: unknown) => {
+  const bound = deps.lookups.cached?.agentPolicy(agentId) ?? (await deps.lookups.agentPolicy(agentId).catch((error: unknown) => {
     if (error instanceof AppError && (error.code === 'not_found' || error.code === 'invalid_request')) return error;
     throw error;
-  });
+  }));
   if (bound instanceof AppError) return decline('unknown_agent', bound.message);
 
   const { merchant } = request;

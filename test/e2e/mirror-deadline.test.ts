@@ -20,6 +20,12 @@ import { agentWithPolicy, stallAgent, startTestGateway } from '../helpers/gatewa
 import type { TestGateway } from '../helpers/gateway.js';
 
 const DEADLINE_MS = 400;
+/**
+ * An answer past the deadline is "in time" within this: the 503 itself, the SDK, and what the rest
+ * of a parallel test run on two cores adds (a queued call once took 714 ms). SPEC's bound is 2 s;
+ * without the deadline these calls would wait for the stalled database, i.e. for good.
+ */
+const IN_TIME_MS = DEADLINE_MS + 600;
 const DAILY = [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$100 a day', parameters: { limit: 100, currency: 'USD', window: 'daily' } }];
 
 function sdk(key: string, gw: TestGateway): Stripe {
@@ -100,7 +106,7 @@ describe('a stalled database', () => {
     assert.equal(failed.error.statusCode, 503);
     assert.equal(failed.error.rawType, 'api_error');
     assert.match(failed.error.message, /nothing was forwarded/);
-    assert.ok(failed.ms < DEADLINE_MS + 300, `answered in ${Math.round(failed.ms)} ms`);
+    assert.ok(failed.ms < IN_TIME_MS, `answered in ${Math.round(failed.ms)} ms`);
     assert.equal(posts(fake), before, 'nothing reached Stripe');
 
     // Inside its transaction when the answer left, the check lands reserved and stays counted for
@@ -181,7 +187,7 @@ describe('a stalled database', () => {
     }
     for (const { error, ms } of failures) {
       assert.equal(error.statusCode, 503);
-      assert.ok(ms < DEADLINE_MS + 300, `answered in ${Math.round(ms)} ms`);
+      assert.ok(ms < IN_TIME_MS, `answered in ${Math.round(ms)} ms`);
     }
     assert.equal(posts(fake), before);
     // Whatever was inside a transaction lands reserved; whatever still queued is dropped. Either
@@ -309,7 +315,7 @@ describe('a stopped database', () => {
     for (const { error, ms } of failures) {
       assert.ok(error instanceof Stripe.errors.StripeAPIError, `expected StripeAPIError, got ${error.type}`);
       assert.equal(error.statusCode, 503);
-      assert.ok(ms < DEADLINE_MS + 300, `answered in ${Math.round(ms)} ms`);
+      assert.ok(ms < IN_TIME_MS, `answered in ${Math.round(ms)} ms`);
     }
     assert.equal(posts(fake), before, 'nothing reached Stripe');
     await until('a call passing after the thaw', async () => {
