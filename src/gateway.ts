@@ -141,7 +141,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await Promise.all(servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
       await deps.ledger.flush(); // settlements deferred after their answers left
       await settlements.stop(); // those the database could not take: named in the log
-      forwarder.close();
+      await forwarder.close();
       await jobs.stop();
       await cardWorker.stop();
       await invalidation.stop();
