@@ -2,24 +2,31 @@
 // VM disturb less than throughput does.
 import { readFileSync, readdirSync } from 'node:fs';
 
-/** CPU time of a process so far (utime + stime), in ms; undefined off Linux. */
-export function cpuMs(pid: number | undefined): number | undefined {
+/**
+ * CPU time of a process so far (utime + stime), in ms; undefined off Linux. With `reaped`, also
+ * that of its children that exited and were waited for (cutime + cstime).
+ */
+export function cpuMs(pid: number | undefined, reaped = false): number | undefined {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ 100)
+    const ticks = Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0);
+    return (ticks * 1000) / 100; // clock ticks (USER_HZ 100)
   } catch {
     return undefined;
   }
 }
 
-/** CPU time of every PostgreSQL process so far, in ms (backends come and go: compare totals). */
+/**
+ * CPU time of every PostgreSQL process so far, in ms: backends come and go, so a backend that
+ * exited counts through its postmaster, which reaped it (compare totals).
+ */
 export function postgresCpuMs(): number {
   let total = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (!stat.includes('(postgres)')) continue;
-      total += cpuMs(Number(pid)) ?? 0;
+      total += cpuMs(Number(pid), true) ?? 0;
     } catch {
       // gone
     }

@@ -94,7 +94,7 @@ async function authorizationSection() {
       const each = (pick: (r: AuthorizationFigures) => string) => all.map(pick).join(' / ');
       console.log(`  ${''.padEnd(40)} rounds: ${each((r) => r.perSecond.toLocaleString('en'))} decisions/s, p99 ${each((r) => String(r.p99Ms))} ms, CPU steal ${each((r) => (r.stealPct === undefined ? '?' : `${r.stealPct}%`))}`);
     }
-    // The floor server uses no database (PostgreSQL's total then only shows backends exiting).
+    // The floor server uses no database (PostgreSQL's total there is only its background work).
     const postgres = f.server ? '' : `, PostgreSQL ${f.cpuUs.postgres} µs`;
     console.log(`  ${''.padEnd(40)} CPU per request: ${f.server ?? 'gateway'} ${f.cpuUs.gateway} µs${postgres}, load client (${f.client}) ${f.cpuUs.client} µs`);
   };
