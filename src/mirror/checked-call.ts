@@ -263,13 +263,14 @@ function settlementOf(answer: UpstreamAnswer, currency: string): { status: Settl
   return { status: 'committed', options: { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) }, awaitsCapture };
 }
 
+/** Stripe's answer to the agent, as buffered: its headers (Stripe's Request-Id over ours), the body's length. */
 function relay(res: ServerResponse, answer: UpstreamAnswer): void {
   if (res.headersSent) return;
-  for (const [name, value] of Object.entries(answer.headers)) {
-    if (value === undefined || ['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(name)) continue;
-    res.setHeader(name, value);
+  const headers: string[] = [];
+  for (let i = 0; i < answer.headers.length; i += 2) {
+    if ((answer.headers[i] as string).toLowerCase() !== 'content-length') headers.push(answer.headers[i] as string, answer.headers[i + 1] as string);
   }
-  res.setHeader('content-length', answer.body.length);
-  res.writeHead(answer.status);
+  headers.push('Content-Length', String(answer.body.length));
+  res.writeHead(answer.status, headers);
   res.end(answer.body);
 }

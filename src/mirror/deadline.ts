@@ -9,14 +9,11 @@ export const DEFAULT_DEADLINE_MS = 1500;
 /** The result of `beforeDeadline` when the deadline passed first. */
 export const LATE = Symbol('late');
 
-const PENDING = Symbol('pending');
-const AT_ONCE = Promise.resolve(PENDING);
-
-/** `work`'s result, or LATE once `deadline` (performance.now() time) passes first; `work` goes on. */
+/**
+ * `work`'s result, or LATE once `deadline` (performance.now() time) passes first; `work` goes on.
+ * Only real database waits come here: cached look-ups are read without a promise (Lookups.cached).
+ */
 export async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T | typeof LATE> {
-  // Most waits are over already (a cached look-up): those need no timer, on every proxied call.
-  const now = await Promise.race([work, AT_ONCE]);
-  if (now !== PENDING) return now;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<typeof LATE>((resolve) => {
     timer = setTimeout(() => resolve(LATE), Math.max(0, deadline - performance.now()));

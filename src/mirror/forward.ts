@@ -27,17 +27,24 @@ export interface ForwardContext {
   upstreamIdempotencyKey?: string;
   /** Bytes already read from the agent (every non-multipart POST); forwarded exactly. */
   rawBody?: Buffer;
-  /** The gateway's id for this request: the agent gets it when Stripe's answer carries none. */
-  requestId?: () => string;
-  /** A passthrough call's status as the agent gets it (Stripe's, or 502 when Stripe was not reached). */
-  answered?: (status: number) => void;
+  /** The agent's request as the gateway knows it: its id, and its line in the log. */
+  request?: RequestRecord;
   onAnswer?: (answer: UpstreamAnswer) => Promise<void> | void;
   onFailure?: (failure: { error: Error; sent: boolean }) => Promise<void> | void;
 }
 
+/** One agent request's id and log line (routes.ts's RequestContext). */
+export interface RequestRecord {
+  /** The gateway's id: the agent gets it when Stripe's answer carries none. */
+  readonly requestId: string;
+  /** Logs the status the agent got, once per request however often it is told. */
+  answered(status: number): void;
+}
+
 export interface UpstreamAnswer {
   status: number;
-  headers: Record<string, string | string[] | undefined>;
+  /** Stripe's headers as relayed (name, value, …): case, order and duplicates kept, its hop's left out. */
+  headers: string[];
   body: Buffer;
 }
 
@@ -66,8 +73,8 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 type Failure = Error & { code?: string };
 
 /** Whatever the client's wording, a timeout reads the same to the agent and in the log. */
-function failure(error: Error, timeoutMs: number): Failure {
-  const code = (error as Failure).code;
+function failure(error: Failure, timeoutMs: number): Failure {
+  const code = error.code;
   if (code && TIMEOUTS.has(code)) return Object.assign(new Error(`Stripe did not answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT', cause: error });
   return error;
 }
@@ -84,18 +91,6 @@ function relayedHeaders(raw: Buffer[], ctx: ForwardContext): { headers: string[]
     headers.push(name, lower === 'idempotency-key' && ctx.idempotencyKey ? ctx.idempotencyKey : (raw[i + 1] as Buffer).toString('latin1'));
   }
   return { headers, requestId };
-}
-
-/** The same as node parses them: lower-case names, a repeated header's values in an array. */
-function headerObject(flat: string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < flat.length; i += 2) {
-    const name = (flat[i] as string).toLowerCase();
-    const value = flat[i + 1] as string;
-    const seen = out[name];
-    out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
-  }
-  return out;
 }
 
 export function createForwarder(apiBase: string, options: { timeoutMs: number }) {
@@ -116,10 +111,11 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
       const name = raw[i] as string;
       const lower = name.toLowerCase();
       if (NOT_FORWARDED.has(lower)) continue;
-      // The client frames the body itself: a length it is given must be the body's.
+      // The client frames the body itself, from one length that must be the body's: none for a
+      // body read whole (given below), the agent's first for a stream.
       if (lower === 'transfer-encoding') continue;
       if (lower === 'content-length') {
-        if (ctx.rawBody || length) continue; // re-framed below: the body was read whole
+        if (ctx.rawBody || length) continue;
         length = true;
       }
       if (lower === 'idempotency-key' && ctx.upstreamIdempotencyKey) continue;
@@ -154,9 +150,9 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
       onHeaders(statusCode, raw, resumeReading, statusText) {
         resume = resumeReading;
         const { headers, requestId } = relayedHeaders(raw, ctx);
-        if (!requestId && ctx.requestId && !res.hasHeader('request-id')) headers.push('Request-Id', ctx.requestId());
+        if (!requestId && ctx.request && !res.hasHeader('request-id')) headers.push('Request-Id', ctx.request.requestId);
         res.writeHead(statusCode, statusText, headers);
-        ctx.answered?.(statusCode);
+        ctx.request?.answered(statusCode);
         return true;
       },
       onData(chunk) {
@@ -174,10 +170,10 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
         const error = failure(raw, options.timeoutMs);
         if (res.writableFinished || res.destroyed) return; // the agent went away, or a late error after the answer
         if (!res.headersSent) {
-          const payload = JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${(error as Failure).code ?? error.message})` } });
-          res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(ctx.requestId ? { 'request-id': ctx.requestId() } : {}) });
+          const payload = JSON.stringify({ error: { type: 'api_error', message: `spendgate could not reach Stripe (${error.code ?? error.message})` } });
+          res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(ctx.request ? { 'request-id': ctx.request.requestId } : {}) });
           res.end(payload);
-          ctx.answered?.(502);
+          ctx.request?.answered(502);
         } else res.destroy();
       },
     });
@@ -203,14 +199,14 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
         return true;
       };
       let status = 502;
-      let headers: Record<string, string | string[]> = {};
+      let headers: string[] = [];
       let received = false;
       const chunks: Buffer[] = [];
       send(req, ctx, {
         onConnect() {},
         onHeaders(statusCode, raw) {
           status = statusCode;
-          headers = headerObject(relayedHeaders(raw, ctx).headers);
+          headers = relayedHeaders(raw, ctx).headers;
           received = true;
           return true;
         },
@@ -223,7 +219,7 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
         },
         onError(raw) {
           const error = failure(raw, options.timeoutMs);
-          if (decide()) void ctx.onFailure?.({ error, sent: received || !NOT_SENT.has((error as Failure).code ?? '') });
+          if (decide()) void ctx.onFailure?.({ error, sent: received || !NOT_SENT.has(error.code ?? '') });
         },
       });
     });

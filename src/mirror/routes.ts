@@ -15,7 +15,7 @@ import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
 import { upstreamIdempotencyKey } from './forward.js';
-import type { ForwardContext } from './forward.js';
+import type { ForwardContext, RequestRecord } from './forward.js';
 
 const MAX_BODY = 1024 * 1024;
 
@@ -59,10 +59,11 @@ function header(req: IncomingMessage, name: string): string | undefined {
  * id goes out as `Request-Id` only on the gateway's own answers — a forwarded answer carries
  * Stripe's, or this one when Stripe's is missing.
  */
-class RequestContext {
+class RequestContext implements RequestRecord {
   private id?: string;
   private child?: Logger;
   private watched = false;
+  private logged = false;
   readonly started = performance.now();
 
   constructor(
@@ -78,8 +79,10 @@ class RequestContext {
     return (this.child ??= this.logger.child({ req_id: this.requestId }));
   }
 
-  /** The request's line in the log: a 5xx always, anything else at debug level. */
+  /** The request's one line in the log: a 5xx always, anything else at debug level. */
   answered(status: number): void {
+    if (this.logged) return;
+    this.logged = true;
     if (status < 500 && !this.logger.isLevelEnabled('debug')) return;
     const ms = Math.round((performance.now() - this.started) * 10) / 10;
     const line = { method: this.req.method, path: (this.req.url ?? '').split('?')[0], status, ms };
@@ -89,7 +92,7 @@ class RequestContext {
 
   /**
    * `res`, marked with this request's id and logged once it is sent: for the gateway's own
-   * answers and checked calls. A passthrough call is logged by the forwarder when Stripe's
+   * answers and checked calls. A forwarded answer is logged by the forwarder when Stripe's
    * status is known, without a listener on every proxied request.
    */
   own(res: ServerResponse): ServerResponse {
@@ -182,7 +185,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
   const forward: ForwardContext = {
     upstreamKey,
     rawBody,
-    requestId: () => ctx.requestId,
+    request: ctx,
     ...(agentKey ? { idempotencyKey: agentKey, upstreamIdempotencyKey: upstreamIdempotencyKey(principal.agentId, agentKey) } : {}),
   };
   switch (classification.kind) {
@@ -190,7 +193,6 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       ctx.log.warn({ agent_id: principal.agentId, path, reason: classification.reason }, 'privileged call refused');
       return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
     case 'other':
-      forward.answered = (status) => ctx.answered(status);
       return deps.forwarder.passthrough(req, res, forward);
     case 'money': {
       if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) {
