@@ -360,7 +360,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
       const results = batch.map((job): CheckResult | ReservationStatus | AuthorizationSettlement | Error => {
         if (job.kind === 'settle') return settleInBatch(job, reservations, stateOf(job.agentId), updates);
         if (job.kind === 'authorization') return applyAuthorization(job.input, authorizations.get(job) as LoadedAuthorization, stateOf(job.agentId), updates, rows);
-        return decideInBatch(job, stateOf(job.agentId), previous, decided, rows, guards);
+        return decideInBatch(job, stateOf(job.agentId), previous, decided, rows, guards, reservations);
       });
       trx.durable = checks.length > 0 || syncs.length > 0 || raisesCounts(updates, counted);
       await recordBatch(trx, rows, [...states.values()].flatMap((st) => st.dirtyCounters()), updates);
@@ -509,13 +509,14 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     return true;
   }
 
-  function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards): CheckResult | Error {
+  /** `settled`: reservations this batch settles, as settled so far (a replay after its settlement sees it). */
+  function decideInBatch(job: CheckJob, state: AgentState, previous: Map<string, PreviousCheck>, decided: Map<string, CheckRow>, rows: CheckRow[], guards: Guards, settled?: Map<string, StoredReservation>): CheckResult | Error {
     const { input } = job;
     const idemKey = `${input.agentId}\u0000${input.idempotencyKey}`;
     const before = input.simulate ? undefined : (previous.get(idemKey) ?? decided.get(idemKey));
     if (before) {
       if (before.requestHash !== input.requestHash) return new IdempotencyConflict(input.idempotencyKey);
-      const status = before.status ?? (before.decision.decision === 'allow' ? 'reserved' : null);
+      const status = settled?.get(idemKey)?.status ?? before.status ?? (before.decision.decision === 'allow' ? 'reserved' : null);
       return { checkId: before.checkId, decision: before.decision, createdAt: before.createdAt, latencyMs: before.latencyMs, replayed: true, reserved: before.decision.decision === 'allow', status, ...(before.partialAmount !== undefined ? { partialAmount: before.partialAmount } : {}) };
     }
     const context = { now: input.now, timezone: input.timezone, usage: state.usage(), recent: state.recent };

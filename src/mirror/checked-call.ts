@@ -14,7 +14,7 @@ import type { CheckResult, Ledger, SettleOptions } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import type { AgentPolicy } from '../policy/store.js';
 import { moneyAction } from './actions.js';
-import type { StripeLookup } from './actions.js';
+import type { MoneyAction, StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
 import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
@@ -115,35 +115,24 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     body = Buffer.concat([call.rawBody, Buffer.from(`${call.rawBody.length > 0 ? '&' : ''}${extra}`)]);
   }
 
-  let result;
-  try {
-    const work = deps.ledger.check({
-      agentId,
-      timezone: bound.timezone,
-      policy: bound.policy,
-      action: found.action,
-      idempotencyKey: call.idempotencyKey,
-      requestHash: createHash('sha256').update(`${req.method} ${call.url}\n`).update(call.rawBody).digest('hex'),
-      metadata: { source: 'stripe', endpoint: classification.endpoint, path: call.path, ...(found.objectId ? { object: found.objectId } : {}) },
-      now,
-      simulate: false,
-      startedAt,
-      source: 'stripe',
-      deadline,
-    });
-    result = await beforeDeadline(work, deadline);
-    if (result === LATE) void work.then((late) => afterDeadline(deps, call, late, startedAt), () => undefined);
-  } catch (error) {
-    if (error instanceof IdempotencyConflict) {
-      return stripeError(res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
+  // A retry of an attempt that was released (Stripe refused it, it never left, or reconciliation
+  // found it never ran) would move money again if forwarded on the old decision, after that budget
+  // may have gone to other calls: it is decided and reserved afresh, under the next attempt's key.
+  let ledgerKey = call.idempotencyKey;
+  let result: CheckResult | undefined;
+  for (let attempt = 1; ; attempt++) {
+    result = await reserve(deps, call, { ledgerKey, attempt, objectId: found.objectId, action: found.action, bound, now, startedAt, deadline, deadlineMs });
+    if (result === undefined) return; // answered (an idempotency conflict)
+    if (!result.replayed || result.status !== 'released' || result.decision.decision !== 'allow') break;
+    if (attempt >= MAX_ATTEMPTS) {
+      return stripeError(res, 400, { type: 'idempotency_error', message: `This Idempotency-Key failed ${MAX_ATTEMPTS} times; spendgate will not try it again. Use a new key.` });
     }
-    if (!(error instanceof DeadlineExceeded)) throw error;
-    result = LATE; // dropped before it started: nothing was recorded
+    ledgerKey = attemptKey(call.idempotencyKey, attempt + 1);
   }
-  if (result === LATE) throw new MirrorDeadlineExceeded(deadlineMs);
-  const decision = result.decision;
-  if (!result.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
-  if (decision.decision !== 'allow') return policyRefusal(res, result.checkId, decision);
+  const checked = result;
+  const decision = checked.decision;
+  if (!checked.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
+  if (decision.decision !== 'allow') return policyRefusal(res, checked.checkId, decision);
 
   const forward = call.forward;
   forward.rawBody = body;
@@ -159,10 +148,10 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
       // reservation is not known here, so it cannot ride with a check.
       const settlement = settlementOf(answer, found.action.currency);
       const card = classification.endpoint === 'issuing_card_create';
-      const first = card || settlement.awaitsCapture || !result.reservation || (settlement.options.amount ?? 0) > result.reservation.amount;
+      const first = card || settlement.awaitsCapture || !checked.reservation || (settlement.options.amount ?? 0) > checked.reservation.amount;
       try {
         if (!first) relay(res, answer);
-        await deps.settlements.settle(log, agentId, call.idempotencyKey, settlement.status, { ...settlement.options, reservation: result.reservation, defer: !first });
+        await deps.settlements.settle(log, agentId, ledgerKey, settlement.status, { ...settlement.options, reservation: checked.reservation, defer: !first });
         if (card) await registerMirrorCard(deps.knex, agentId, answer.status, answer.body, log);
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, 'settling after Stripe answered failed; the reservation stays counted until reconciled');
@@ -173,7 +162,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
     };
     forward.onFailure = async ({ error, sent }) => {
       try {
-        await deps.settlements.settle(log, agentId, call.idempotencyKey, sent ? 'unknown' : 'released', { reservation: result.reservation });
+        await deps.settlements.settle(log, agentId, ledgerKey, sent ? 'unknown' : 'released', { reservation: checked.reservation });
       } catch (failure) {
         log.error({ err: failure, agent_id: agentId }, 'could not settle after the Stripe call failed; the reservation stays counted until reconciled');
       } finally {
@@ -193,12 +182,77 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   });
 }
 
+/** How often a key is decided again after its attempts were released, before the agent must use a new one. */
+const MAX_ATTEMPTS = 20;
+
+/**
+ * The ledger's key for the n-th attempt under an agent's Idempotency-Key (the first is the key
+ * itself). U+001F cannot occur in an HTTP header, so no agent key can collide with it.
+ */
+export function attemptKey(key: string, attempt: number): string {
+  return attempt <= 1 ? key : `${key}\u001f${attempt}`;
+}
+
+interface Attempt {
+  ledgerKey: string;
+  attempt: number;
+  objectId: string | undefined;
+  action: MoneyAction['action'];
+  bound: AgentPolicy;
+  now: Date;
+  startedAt: number;
+  deadline: number;
+  deadlineMs: number;
+}
+
+/**
+ * Decide and reserve one attempt within the deadline. What reconciliation needs later is kept with
+ * it: the key Stripe sees, the key's mode and the connected account. Undefined once answered.
+ */
+async function reserve(deps: MirrorDeps, call: CheckedCall, a: Attempt): Promise<CheckResult | undefined> {
+  const account = call.req.headers['stripe-account'];
+  let result;
+  try {
+    const work = deps.ledger.check({
+      agentId: call.agentId,
+      timezone: a.bound.timezone,
+      policy: a.bound.policy,
+      action: a.action,
+      idempotencyKey: a.ledgerKey,
+      requestHash: createHash('sha256').update(`${call.req.method} ${call.url}\n`).update(call.rawBody).digest('hex'),
+      metadata: {
+        source: 'stripe', endpoint: call.classification.endpoint, path: call.path, mode: call.mode,
+        ...(call.forward.upstreamIdempotencyKey ? { upstream_key: call.forward.upstreamIdempotencyKey } : {}),
+        ...(typeof account === 'string' ? { stripe_account: account } : {}),
+        ...(a.objectId ? { object: a.objectId } : {}),
+        ...(a.attempt > 1 ? { attempt: a.attempt } : {}),
+      },
+      now: a.now,
+      simulate: false,
+      startedAt: a.startedAt,
+      source: 'stripe',
+      deadline: a.deadline,
+    });
+    result = await beforeDeadline(work, a.deadline);
+    if (result === LATE) void work.then((late) => afterDeadline(deps, call, a.ledgerKey, late, a.startedAt), () => undefined);
+  } catch (error) {
+    if (error instanceof IdempotencyConflict) {
+      stripeError(call.res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });
+      return undefined;
+    }
+    if (!(error instanceof DeadlineExceeded)) throw error;
+    result = LATE; // dropped before it started: nothing was recorded
+  }
+  if (result === LATE) throw new MirrorDeadlineExceeded(a.deadlineMs);
+  return result;
+}
+
 /**
  * A check that finished after its call was answered 503. Its reservation stays counted for the
  * agent's retry with the same key, which replays the decision and forwards; a key the gateway
  * generated can never be retried, so that reservation is released.
  */
-async function afterDeadline(deps: MirrorDeps, call: CheckedCall, late: CheckResult, startedAt: number): Promise<void> {
+async function afterDeadline(deps: MirrorDeps, call: CheckedCall, ledgerKey: string, late: CheckResult, startedAt: number): Promise<void> {
   if (late.replayed) return;
   recordDecision(deps.metrics, 'stripe', late.decision, startedAt);
   if (late.status !== 'reserved') return;
@@ -208,7 +262,7 @@ async function afterDeadline(deps: MirrorDeps, call: CheckedCall, late: CheckRes
     return;
   }
   try {
-    await deps.settlements.settle(call.log, call.agentId, call.idempotencyKey, 'released', { reservation: late.reservation });
+    await deps.settlements.settle(call.log, call.agentId, ledgerKey, 'released', { reservation: late.reservation });
     call.log.warn(fields, 'a check finished after its deadline; released (its key was generated, so no retry can use it)');
   } catch (error) {
     call.log.error({ ...fields, err: error }, 'could not release a late reservation; it stays counted');

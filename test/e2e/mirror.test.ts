@@ -770,6 +770,38 @@ test('when Stripe refuses the connection, then the agent gets 502 api_error and 
   }
 });
 
+test('when a call released after Stripe refused it is retried with the same key, then it is decided again against what is left of the budget', async () => {
+  const DAILY_20 = { rule_id: 'daily', rule_type: 'velocity_limit', parameters: { limit: 20, currency: 'USD', window: 'daily' } };
+  const { key, agentId } = await agentWithPolicy(gw, [DAILY_20]);
+  const lockTimeout = { status: 429, body: { error: { type: 'invalid_request_error', code: 'lock_timeout', message: 'This object cannot be accessed right now because another API request or Stripe process is currently accessing it.' } }, times: 1 };
+
+  // $12 refused by Stripe (nothing ran, nothing cached), then $15 of the $20 spent by another call.
+  fake.on('POST', '/v1/charges', lockTimeout);
+  await assert.rejects(sdk(key).charges.create({ amount: 1200, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'twelve' }), (e: unknown) => e instanceof Stripe.errors.StripeError && e.statusCode === 429);
+  await sdk(key).charges.create({ amount: 1500, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'fifteen' });
+
+  // The retry of the $12 would go past the limit now: refused, and nothing reaches Stripe.
+  const at = mark();
+  await assert.rejects(sdk(key).charges.create({ amount: 1200, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'twelve' }), (e: unknown) => {
+    assert.ok(e instanceof Stripe.errors.StripeCardError, String(e));
+    assert.equal(e.code, 'spend_policy_blocked');
+    assert.equal(e.decline_code, 'velocity_limit');
+    return true;
+  });
+  assert.equal(writes(at).length, 0);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 1500, count: 1 });
+
+  // A $4 call released the same way and retried with room left: reserved again, forwarded once, counted once.
+  fake.on('POST', '/v1/charges', lockTimeout);
+  await assert.rejects(sdk(key).charges.create({ amount: 400, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'four' }), (e: unknown) => e instanceof Stripe.errors.StripeError && e.statusCode === 429);
+  const charge = await sdk(key).charges.create({ amount: 400, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'four' });
+  const again = await sdk(key).charges.create({ amount: 400, currency: 'usd', source: 'tok_visa' }, { idempotencyKey: 'four' });
+  assert.equal(again.id, charge.id, 'a retry after success replays, as Stripe does');
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 1900, count: 2 });
+  const rows = (await decisions(agentId)).filter((d) => d.idempotency_key.startsWith('four'));
+  assert.deepEqual(rows.map((d) => [d.idempotency_key, d.status, d.reference, d.metadata.attempt]), [['four', 'released', null, undefined], ['four\u001f2', 'committed', charge.id, 2]]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // 8. Concurrency: no overspend through one gateway
 // ---------------------------------------------------------------------------------------------
