@@ -58,6 +58,11 @@ const schema = z
       .trim()
       .default('*/5 * * * *')
       .refine((v) => v === 'off' || cron.validate(v), 'must be a cron expression such as "*/5 * * * *", or "off"'),
+    MIRROR_RECONCILE_CRON: z
+      .string()
+      .trim()
+      .default('*/5 * * * *')
+      .refine((v) => v === 'off' || cron.validate(v), 'must be a cron expression such as "*/5 * * * *", or "off"'),
     TRUST_PROXY: z
       .string()
       .optional()

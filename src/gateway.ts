@@ -22,7 +22,7 @@ import { createMetrics } from './http/metrics.js';
 import { createLedger } from './ledger/ledger.js';
 import { createForwarder } from './mirror/forward.js';
 import { Settlements } from './mirror/settlements.js';
-import { stripeClient, stripeLookup } from './mirror/stripe-lookup.js';
+import { stripeClient, stripeEvents, stripeLookup } from './mirror/stripe-lookup.js';
 import { applySpendMd } from './policy/store.js';
 import { createLithicProcessor } from '../adapters/lithic/index.js';
 import type { Processor, ProcessorName } from '../adapters/processor.js';
@@ -98,7 +98,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const cardWorker = startCardWorker(knex, callable, logger.child({ component: 'card-queue' }), {
     concurrency: config.FREEZE_CONCURRENCY, retryBaseMs: config.FREEZE_RETRY_BASE_MS, retryMaxMs: config.FREEZE_RETRY_MAX_MS, pollMs: 1000, leaseMs: config.STRIPE_TIMEOUT_MS + 5000,
   });
-  const jobs = startJobs({ knex, logger: logger.child({ component: 'jobs' }), processors: callable, kick: cardWorker.kick }, { 'reconcile-cards': config.RECONCILE_CRON });
+  const events = { test: stripeKeys.test ? stripeEvents(stripeClient(stripeKeys.test, config.STRIPE_API_BASE)) : undefined, live: stripeKeys.live ? stripeEvents(stripeClient(stripeKeys.live, config.STRIPE_API_BASE)) : undefined };
+  const jobs = startJobs(
+    { knex, logger: logger.child({ component: 'jobs' }), processors: callable, kick: cardWorker.kick, ledger, stripeEvents: (mode) => events[mode] },
+    { 'reconcile-cards': config.RECONCILE_CRON, 'reconcile-mirror': config.MIRROR_RECONCILE_CRON },
+  );
   const deps: AppDeps = {
     knex, lookups: cachedLookups(knex, invalidation), ledger, metrics: createMetrics(), logger,
     adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors,

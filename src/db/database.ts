@@ -8,6 +8,7 @@ import * as transactions from '../../migrations/20261122010000_transactions.js';
 import * as cards from '../../migrations/20261122020000_cards.js';
 import * as cardCommands from '../../migrations/20261122030000_card_commands.js';
 import * as oneReferenceIndex from '../../migrations/20261122040000_one_reference_index.js';
+import * as mirrorUnsettledIndex from '../../migrations/20261123000000_mirror_unsettled_index.js';
 
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => {
   const n = Number(value);
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261122020000_cards': cards,
   '20261122030000_card_commands': cardCommands,
   '20261122040000_one_reference_index': oneReferenceIndex,
+  '20261123000000_mirror_unsettled_index': mirrorUnsettledIndex,
 };
 
 /** Migrations are listed in code, so they load the same under tsx, compiled, or in a container. */

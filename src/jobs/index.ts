@@ -6,7 +6,10 @@ import type { ScheduledTask } from 'node-cron';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { CardAdapter, ProcessorName } from '../../adapters/processor.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { ListEvents } from '../mirror/stripe-lookup.js';
 import * as reconcileCards from './reconcile-cards.js';
+import * as reconcileMirror from './reconcile-mirror.js';
 import { runOnce } from './run-once.js';
 
 export interface JobDeps {
@@ -15,6 +18,9 @@ export interface JobDeps {
   processors: Partial<Record<ProcessorName, CardAdapter>>;
   /** Wake this process's card-queue worker after queuing commands. */
   kick: () => void;
+  /** For reconciling the mirror's calls: their settlements, and the events of each mode's Stripe account (undefined without its key). */
+  ledger?: Ledger;
+  stripeEvents?: (mode: 'test' | 'live') => ListEvents | undefined;
 }
 
 export interface Job {
@@ -22,7 +28,10 @@ export interface Job {
   run(deps: JobDeps, now: Date): Promise<unknown>;
 }
 
-export const JOBS: Job[] = [{ name: reconcileCards.name, run: reconcileCards.run }];
+export const JOBS: Job[] = [
+  { name: reconcileCards.name, run: reconcileCards.run },
+  { name: reconcileMirror.name, run: reconcileMirror.run },
+];
 
 /** One tick of `job`, unless another process runs or ran it for this minute. */
 export async function tick(deps: JobDeps, job: Job, now: Date) {

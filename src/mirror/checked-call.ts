@@ -279,7 +279,7 @@ async function alreadyCounted({ knex, settlements }: MirrorDeps, agentId: string
  * What Stripe says moved, from its answer: the amount counted is Stripe's, not the one read before
  * forwarding (an intent's amount can change in between).
  */
-function reportedAmount(object: Record<string, unknown>, currency: string): number | undefined {
+export function reportedAmount(object: Record<string, unknown>, currency: string): number | undefined {
   if (typeof object.currency !== 'string' || object.currency.toLowerCase() !== currency) return undefined;
   const pick = (...fields: string[]) => fields.map((f) => object[f]).find((v): v is number => Number.isSafeInteger(v) && (v as number) > 0);
   switch (object.object) {

@@ -43,3 +43,17 @@ export function stripeLookup(stripe: Stripe): StripeLookup {
     invoice: (id) => relayErrors(async () => (await stripe.invoices.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['invoice']>>),
   };
 }
+
+/** One page of the account's events, newest first (GET /v1/events). */
+export interface StripeEventPage {
+  data: { id: string; type: string; created: number; request?: { id: string | null; idempotency_key: string | null } | null; data: { object: Record<string, unknown> } }[];
+  has_more: boolean;
+}
+
+/** Lists events created within [gte, lte] (unix seconds), of a connected account when given. */
+export type ListEvents = (query: { gte: number; lte: number; startingAfter?: string }, account?: string) => Promise<StripeEventPage>;
+
+export function stripeEvents(stripe: Stripe): ListEvents {
+  return async ({ gte, lte, startingAfter }, account) =>
+    (await stripe.events.list({ created: { gte, lte }, limit: 100, ...(startingAfter ? { starting_after: startingAfter } : {}) }, account ? { stripeAccount: account } : undefined)) as unknown as StripeEventPage;
+}

@@ -113,7 +113,7 @@ interface Params {
 
 type FixtureName =
   | 'payment_intent' | 'charge' | 'refund' | 'transfer' | 'payout' | 'topup' | 'invoice' | 'customer'
-  | 'balance' | 'issuing.card' | 'issuing.cardholder' | 'issuing.authorization';
+  | 'balance' | 'issuing.card' | 'issuing.cardholder' | 'issuing.authorization' | 'event';
 
 /**
  * Fixture fields that make no sense on a freshly created object (the samples carry filler values
@@ -892,6 +892,7 @@ const COLLECTIONS = new Map<string, string>([
   ['issuing/cardholders', 'issuing.cardholder'],
   ['issuing/authorizations', 'issuing.authorization'],
   ['issuing/transactions', 'issuing.transaction'],
+  ['events', 'event'],
 ]);
 
 const LIST_CONTROL_PARAMS = new Set(['limit', 'starting_after', 'ending_before', 'expand', 'created']);
@@ -918,7 +919,7 @@ function listObjects(ctx: Ctx, collection: string, type: string): Json {
   for (const object of ctx.store.values()) {
     if (object.object !== type) continue;
     if (typeof object.livemode === 'boolean' && object.livemode !== ctx.livemode) continue;
-    if (filters.every(([key, wanted]) => matchesFilter(object, key, wanted))) matching.push(object);
+    if (filters.every(([key, wanted]) => matchesFilter(object, key, wanted)) && inCreatedRange(object, ctx.params.created)) matching.push(object);
   }
   matching.reverse();
   const after = ctx.params.starting_after;
@@ -926,6 +927,37 @@ function listObjects(ctx: Ctx, collection: string, type: string): Json {
   const limit = Math.min(Math.max(typeof ctx.params.limit === 'number' ? ctx.params.limit : 10, 1), 100);
   const page = matching.slice(start, start + limit);
   return list(`/v1/${collection}`, page, start + limit < matching.length);
+}
+
+/** `created=N` or `created[gt|gte|lt|lte]=N` (unix seconds), as Stripe's list endpoints take it. */
+function inCreatedRange(object: StripeObject, created: ParamValue | undefined): boolean {
+  if (created === undefined) return true;
+  const at = Number(object.created);
+  if (!isParams(created)) return at === Number(created);
+  const bound = (name: string) => (created[name] === undefined ? undefined : Number(created[name]));
+  const [gt, gte, lt, lte] = [bound('gt'), bound('gte'), bound('lt'), bound('lte')];
+  return (gt === undefined || at > gt) && (gte === undefined || at >= gte) && (lt === undefined || at < lt) && (lte === undefined || at <= lte);
+}
+
+/**
+ * The events a successful POST makes, as Stripe's own: `<type>.created` for a new object, the
+ * state a PaymentIntent reached, a capture or a refund. Each carries the request's id and
+ * idempotency key (`request`), which is how a client finds what its timed-out request did.
+ */
+function eventTypes(path: string, object: Json): string[] {
+  const type = String(object.object).replace('.', '_');
+  const created = COLLECTIONS.has(path.slice('/v1/'.length));
+  if (object.object === 'payment_intent') {
+    const reached = object.status === 'succeeded' ? ['payment_intent.succeeded'] : object.status === 'requires_capture' ? ['payment_intent.amount_capturable_updated'] : [];
+    return created ? ['payment_intent.created', ...reached] : reached;
+  }
+  if (object.object === 'charge') {
+    if (path.endsWith('/capture')) return ['charge.captured'];
+    if (path.endsWith('/refund')) return ['charge.refunded'];
+    return ['charge.succeeded'];
+  }
+  if (object.object === 'invoice' && path.endsWith('/pay')) return ['invoice.paid'];
+  return [created || path.endsWith('/refunds') ? `${type}.created` : `${type}.updated`];
 }
 
 function updateObject(ctx: Ctx, id: string, type: string): Json {
@@ -1263,6 +1295,7 @@ class FakeStripeServer implements FakeStripe {
     }
 
     const { answer, keep } = this.execute(method, path, flat, livemode, requestId);
+    if (method === 'POST' && answer.status === 200) this.recordEvents(path, answer.payload, livemode, { id: requestId, idempotency_key: idempotencyKey ?? null });
     if (cacheKey !== undefined && keep) {
       this.idempotent.set(cacheKey, { method, path, body, status: answer.status, payload: answer.payload.toString() });
     }
@@ -1283,6 +1316,15 @@ class FakeStripeServer implements FakeStripe {
       }
       const message = `Fake Stripe failed: ${error instanceof Error ? error.message : String(error)}`;
       return { answer: { status: 500, payload: errorPayload(new ApiError(500, { type: 'api_error', message }, false), requestId, livemode) }, keep: true };
+    }
+  }
+
+  private recordEvents(path: string, payload: string | Buffer, livemode: boolean, request: { id: string; idempotency_key: string | null }): void {
+    const object = JSON.parse(payload.toString()) as Json;
+    for (const type of eventTypes(path, object)) {
+      const event = fixture('event') as StripeObject;
+      Object.assign(event, { id: newId('evt'), created: Math.floor(Date.now() / 1000), livemode, data: { object }, request, type, api_version: DEFAULT_STRIPE_VERSION });
+      this.store.set(event.id, event);
     }
   }
 

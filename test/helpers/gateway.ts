@@ -40,7 +40,7 @@ export interface TestGateway extends Gateway {
 }
 
 export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
-  const config = loadConfig({ DATABASE_URL: databaseUrl(), PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', SPEND_ADMIN_TOKEN: ADMIN_TOKEN, RECONCILE_CRON: 'off', ...env });
+  const config = loadConfig({ DATABASE_URL: databaseUrl(), PORT: '0', ADMIN_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', SPEND_ADMIN_TOKEN: ADMIN_TOKEN, RECONCILE_CRON: 'off', MIRROR_RECONCILE_CRON: 'off', ...env });
   const gateway = await startGateway(config, createLogger(config.LOG_LEVEL));
   const agentUrl = `http://127.0.0.1:${gateway.agentPort}`;
   const adminUrl = `http://127.0.0.1:${gateway.adminPort}`;
