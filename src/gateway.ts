@@ -77,7 +77,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   const forwarder = createForwarder(config.STRIPE_API_BASE, { timeoutMs: config.STRIPE_TIMEOUT_MS });
   const stripeKeys = stripeKeysByMode(config.STRIPE_SECRET_KEY);
-  const lookups = { test: stripeKeys.test ? stripeLookup(stripeClient(stripeKeys.test, config.STRIPE_API_BASE)) : undefined, live: stripeKeys.live ? stripeLookup(stripeClient(stripeKeys.live, config.STRIPE_API_BASE)) : undefined };
+  const clients = { test: stripeKeys.test ? stripeClient(stripeKeys.test, config.STRIPE_API_BASE) : undefined, live: stripeKeys.live ? stripeClient(stripeKeys.live, config.STRIPE_API_BASE) : undefined };
+  const lookups = { test: clients.test && stripeLookup(clients.test), live: clients.live && stripeLookup(clients.live) };
   const ledger = createLedger(knex);
   const settlements = new Settlements(ledger);
   const mirror = {
@@ -98,7 +99,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const cardWorker = startCardWorker(knex, callable, logger.child({ component: 'card-queue' }), {
     concurrency: config.FREEZE_CONCURRENCY, retryBaseMs: config.FREEZE_RETRY_BASE_MS, retryMaxMs: config.FREEZE_RETRY_MAX_MS, pollMs: 1000, leaseMs: config.STRIPE_TIMEOUT_MS + 5000,
   });
-  const events = { test: stripeKeys.test ? stripeEvents(stripeClient(stripeKeys.test, config.STRIPE_API_BASE)) : undefined, live: stripeKeys.live ? stripeEvents(stripeClient(stripeKeys.live, config.STRIPE_API_BASE)) : undefined };
+  const events = { test: clients.test && stripeEvents(clients.test), live: clients.live && stripeEvents(clients.live) };
   const jobs = startJobs(
     { knex, logger: logger.child({ component: 'jobs' }), processors: callable, kick: cardWorker.kick, ledger, stripeEvents: (mode) => events[mode] },
     { 'reconcile-cards': config.RECONCILE_CRON, 'reconcile-mirror': config.MIRROR_RECONCILE_CRON },

@@ -118,17 +118,20 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // A retry of an attempt that was released (Stripe refused it, it never left, or reconciliation
   // found it never ran) would move money again if forwarded on the old decision, after that budget
   // may have gone to other calls: it is decided and reserved afresh, under the next attempt's key.
-  let ledgerKey = call.idempotencyKey;
-  let result: CheckResult | undefined;
-  for (let attempt = 1; ; attempt++) {
-    result = await reserve(deps, call, { ledgerKey, attempt, objectId: found.objectId, action: found.action, bound, now, startedAt, deadline, deadlineMs });
-    if (result === undefined) return; // answered (an idempotency conflict)
-    if (!result.replayed || result.status !== 'released' || result.decision.decision !== 'allow') break;
+  const context: ReserveContext = {
+    objectId: found.objectId, action: found.action, bound, now, startedAt, deadline, deadlineMs,
+    requestHash: createHash('sha256').update(`${req.method} ${call.url}\n`).update(call.rawBody).digest('hex'),
+  };
+  let attempt = 1;
+  let result = await reserve(deps, call, attempt, context);
+  while (result?.replayed && result.status === 'released' && result.decision.decision === 'allow') {
     if (attempt >= MAX_ATTEMPTS) {
       return stripeError(res, 400, { type: 'idempotency_error', message: `This Idempotency-Key failed ${MAX_ATTEMPTS} times; spendgate will not try it again. Use a new key.` });
     }
-    ledgerKey = attemptKey(call.idempotencyKey, attempt + 1);
+    result = await reserve(deps, call, ++attempt, context);
   }
+  if (result === undefined) return; // answered (an idempotency conflict)
+  const ledgerKey = attemptKey(call.idempotencyKey, attempt);
   const checked = result;
   const decision = checked.decision;
   if (!checked.replayed) recordDecision(deps.metrics, 'stripe', decision, startedAt);
@@ -189,16 +192,16 @@ const MAX_ATTEMPTS = 20;
  * The ledger's key for the n-th attempt under an agent's Idempotency-Key (the first is the key
  * itself). U+001F cannot occur in an HTTP header, so no agent key can collide with it.
  */
-export function attemptKey(key: string, attempt: number): string {
+function attemptKey(key: string, attempt: number): string {
   return attempt <= 1 ? key : `${key}\u001f${attempt}`;
 }
 
-interface Attempt {
-  ledgerKey: string;
-  attempt: number;
+/** What every attempt of one call is decided with. */
+interface ReserveContext {
   objectId: string | undefined;
   action: MoneyAction['action'];
   bound: AgentPolicy;
+  requestHash: string;
   now: Date;
   startedAt: number;
   deadline: number;
@@ -209,8 +212,9 @@ interface Attempt {
  * Decide and reserve one attempt within the deadline. What reconciliation needs later is kept with
  * it: the key Stripe sees, the key's mode and the connected account. Undefined once answered.
  */
-async function reserve(deps: MirrorDeps, call: CheckedCall, a: Attempt): Promise<CheckResult | undefined> {
+async function reserve(deps: MirrorDeps, call: CheckedCall, attempt: number, a: ReserveContext): Promise<CheckResult | undefined> {
   const account = call.req.headers['stripe-account'];
+  const ledgerKey = attemptKey(call.idempotencyKey, attempt);
   let result;
   try {
     const work = deps.ledger.check({
@@ -218,14 +222,14 @@ async function reserve(deps: MirrorDeps, call: CheckedCall, a: Attempt): Promise
       timezone: a.bound.timezone,
       policy: a.bound.policy,
       action: a.action,
-      idempotencyKey: a.ledgerKey,
-      requestHash: createHash('sha256').update(`${call.req.method} ${call.url}\n`).update(call.rawBody).digest('hex'),
+      idempotencyKey: ledgerKey,
+      requestHash: a.requestHash,
       metadata: {
         source: 'stripe', endpoint: call.classification.endpoint, path: call.path, mode: call.mode,
         ...(call.forward.upstreamIdempotencyKey ? { upstream_key: call.forward.upstreamIdempotencyKey } : {}),
         ...(typeof account === 'string' ? { stripe_account: account } : {}),
         ...(a.objectId ? { object: a.objectId } : {}),
-        ...(a.attempt > 1 ? { attempt: a.attempt } : {}),
+        ...(attempt > 1 ? { attempt } : {}),
       },
       now: a.now,
       simulate: false,
@@ -234,7 +238,7 @@ async function reserve(deps: MirrorDeps, call: CheckedCall, a: Attempt): Promise
       deadline: a.deadline,
     });
     result = await beforeDeadline(work, a.deadline);
-    if (result === LATE) void work.then((late) => afterDeadline(deps, call, a.ledgerKey, late, a.startedAt), () => undefined);
+    if (result === LATE) void work.then((late) => afterDeadline(deps, call, ledgerKey, late, a.startedAt), () => undefined);
   } catch (error) {
     if (error instanceof IdempotencyConflict) {
       stripeError(call.res, 400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${call.idempotencyKey}' if you meant to execute a different request.` });

@@ -1319,6 +1319,7 @@ class FakeStripeServer implements FakeStripe {
     }
   }
 
+  /** The answer's object as it left (parsed from it: a snapshot later changes to the stored object do not reach). */
   private recordEvents(path: string, payload: string | Buffer, livemode: boolean, request: { id: string; idempotency_key: string | null }): void {
     const object = JSON.parse(payload.toString()) as Json;
     for (const type of eventTypes(path, object)) {
