@@ -54,7 +54,7 @@ interface Tally {
   checked: number;
   committed: number;
   released: number;
-  /** Left as they are: too many events to read in the window, no key of the call's mode. */
+  /** Left as they are: too many events in the window, or no Stripe key of the call's mode (or none recorded). */
   undetermined: number;
   /** Older than Stripe keeps events: they stay counted until their windows end. */
   too_old: number;
@@ -81,11 +81,18 @@ export async function run(deps: JobDeps, now: Date): Promise<Tally> {
   const settledBefore = new Date(now.getTime() - SETTLED_AFTER_MS);
   const oldest = new Date(now.getTime() - EVENTS_KEPT_MS + CLOCK_SLACK_S * 1000 + SETTLED_AFTER_MS);
   const unsettled = () => knex('decisions').whereRaw(PREDICATE).where('created_at', '<', settledBefore).whereRaw('coalesce(updated_at, created_at) < ?', [settledBefore]);
-  const rows = (await unsettled().where('created_at', '>=', oldest).orderBy('created_at').limit(MAX_CALLS)
+  // Only calls of a mode with a key take the run's slots: the others would fill them every run.
+  const modes = (['test', 'live'] as const).filter((mode) => stripeEvents(mode));
+  const rows = (await unsettled().where('created_at', '>=', oldest).whereRaw(`metadata->>'mode' = any(?)`, [modes]).orderBy('created_at').limit(MAX_CALLS)
     .select('id', 'agent_id', 'idempotency_key', 'status', 'currency', 'metadata', 'created_at', 'updated_at')) as UnsettledRow[];
-  const [old] = (await unsettled().where('created_at', '<', oldest).count({ n: '*' })) as { n: number | string }[];
-  tally.too_old = Number(old?.n ?? 0);
+  const [left] = (await unsettled().select(
+    knex.raw('count(*) filter (where created_at < ?) as too_old', [oldest]),
+    knex.raw(`count(*) filter (where created_at >= ? and coalesce(metadata->>'mode', '') <> all(?)) as keyless`, [oldest, modes]),
+  )) as { too_old: number | string; keyless: number | string }[];
+  tally.too_old = Number(left?.too_old ?? 0);
+  tally.undetermined = Number(left?.keyless ?? 0);
   if (tally.too_old > 0) logger.warn({ calls: tally.too_old }, 'mirror calls of unknown outcome older than Stripe keeps events stay counted until their windows end');
+  if (tally.undetermined > 0) logger.warn({ calls: tally.undetermined, modes_with_a_key: modes }, 'mirror calls of unknown outcome without a Stripe key of their mode stay counted');
   for (const row of rows) {
     tally.checked++;
     try {
@@ -112,9 +119,8 @@ export async function run(deps: JobDeps, now: Date): Promise<Tally> {
 
 async function outcomeOf(events: NonNullable<JobDeps['stripeEvents']>, row: UnsettledRow): Promise<Outcome> {
   const { metadata } = row;
-  if (!metadata.endpoint || !metadata.mode) return { status: 'undetermined', why: 'the call was recorded without its endpoint or mode' };
-  const list = events(metadata.mode);
-  if (!list) return { status: 'undetermined', why: `no Stripe ${metadata.mode}-mode key is configured` };
+  const list = metadata.mode && events(metadata.mode);
+  if (!metadata.endpoint || !list) return { status: 'undetermined', why: 'no Stripe key of the call\'s mode' }; // the query keeps these out
   const key = metadata.upstream_key ?? upstreamIdempotencyKey(row.agent_id, row.idempotency_key);
   const from = Math.floor(row.created_at.getTime() / 1000) - CLOCK_SLACK_S;
   const to = Math.ceil(((row.updated_at ?? row.created_at).getTime() + SETTLED_AFTER_MS) / 1000) + CLOCK_SLACK_S;

@@ -157,3 +157,21 @@ test('when two gateway processes run the same tick, then each call is reconciled
   assert.match(row.reference, /^po_/);
   assert.deepEqual(await daily(agentId), { reserved: 0, spent: 1100, count: 1 });
 });
+
+test('when older calls can never be settled here (no Stripe key of their mode, or none recorded), then they are counted as undetermined and newer calls are still reconciled', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, [DAILY]);
+  fake.on('POST', '/v1/payment_intents', { delayMs: 1500, times: 1 });
+  await assert.rejects(sdk(key).paymentIntents.create({ amount: 300, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' }, { idempotencyKey: 'behind' }), unknownOutcome);
+  const [row] = await decisions(agentId);
+  // More calls than one run takes, all older: live mode (this gateway has a test key only), or recorded before modes were.
+  const { mode: _mode, ...noMode } = row.metadata;
+  await gw.knex('decisions').insert(Array.from({ length: 60 }, (_, i) => ({
+    ...row, id: `chk_keyless${String(i).padStart(4, '0')}`, idempotency_key: `keyless-${i}`, created_at: new Date(row.created_at.getTime() - 60_000 + i),
+    updated_at: null, metadata: i % 2 ? { ...row.metadata, mode: 'live' } : noMode,
+  })));
+
+  const tally = await reconcile();
+  assert.deepEqual({ checked: tally.checked, committed: tally.committed, undetermined: tally.undetermined }, { checked: 1, committed: 1, undetermined: 60 });
+  assert.equal((await gw.knex('decisions').where({ agent_id: agentId, idempotency_key: 'behind' }).first()).status, 'committed');
+  await gw.knex('decisions').where({ agent_id: agentId }).where('idempotency_key', 'like', 'keyless-%').delete();
+});
