@@ -3,13 +3,16 @@
 // decided and reserved. Closed loop at 32 in flight over 64 cards (64 agents) and on one hot card
 // (wrk when installed, else autocannon; BENCH_CLIENT=autocannon forces it); then an open loop at a
 // fixed 500 requests/s for the latency goal, and the same open loop against a server that only
-// parses and answers (bench/minimal-webhook.ts): the floor. BENCH_ROUNDS (3) rounds run the four in
-// turn, each with the machine's CPU steal beside it; then one request at a time, once.
+// parses and answers (bench/minimal-webhook.ts), and one durable write per request to the database's
+// disk at the same rate (bench/disk.ts): the two floors. BENCH_ROUNDS (3) rounds run them in turn,
+// each with the machine's CPU steal beside it; then one request at a time, once.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMs, machineTicks, postgresCpuMs, stealPercent } from './cpu.js';
+import { durableWrites } from './disk.js';
+import type { DiskFigures } from './disk.js';
 import { percentiles, post, waitForPort } from './http.js';
 import { freePort } from '../src/db/embedded.js';
 import { wrkClosedLoop, wrkInstalled } from './wrk.js';
@@ -185,6 +188,8 @@ async function openLoop(gw: Gateway, name: string, requests: { body: string; sig
 /** Each loop's figures in every round (BENCH_ROUNDS), then the unloaded latency once. */
 export interface AuthorizationRuns {
   rounds: AuthorizationFigures[][];
+  /** The disk floor of each round (durableWrites at the open loop's rate), with its CPU steal. */
+  disk: (DiskFigures & { stealPct?: number })[];
   unloaded: AuthorizationFigures;
 }
 
@@ -196,7 +201,11 @@ async function withSteal(measure: () => Promise<AuthorizationFigures>): Promise<
   return { ...figures, ...(steal !== undefined ? { stealPct: steal } : {}) };
 }
 
-export async function benchAuthorizations(databaseUrl: string): Promise<AuthorizationRuns> {
+/**
+ * `databaseUrl`'s PostgreSQL keeps its WAL on the file system of `diskDir` (the bench's embedded
+ * cluster lives there); the disk floor is measured there.
+ */
+export async function benchAuthorizations(databaseUrl: string, diskDir: string): Promise<AuthorizationRuns> {
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const gw = await startGatewayProcess({ DATABASE_URL: databaseUrl, SPEND_ADMIN_TOKEN: ADMIN, STRIPE_WEBHOOK_SECRET: SECRET }, { nodeArgs: profile });
   const setup = new http.Agent({ keepAlive: true, maxSockets: 4 });
@@ -218,6 +227,7 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
       // Every loop in each round, in turn, so a neighbour's spike on this shared VM hits one
       // round's figures rather than all of one loop's; the caller reports medians and each round.
       const rounds: AuthorizationFigures[][] = [];
+      const disk: AuthorizationRuns['disk'] = [];
       for (let round = 0; round < roundCount; round++) {
         rounds.push([
           await withSteal(() => closedLoop('32 in flight over 64 cards (64 agents)', many, total, 32)),
@@ -225,9 +235,13 @@ export async function benchAuthorizations(databaseUrl: string): Promise<Authoriz
           await withSteal(() => openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500)),
           { ...(await withSteal(() => openLoop(floor, 'floor: 500/s to a server that only parses', signedRequests(many, 5000), 500))), server: 'floor server' },
         ]);
+        const before = machineTicks();
+        const written = durableWrites(diskDir, 500, 5000);
+        const steal = stealPercent(before, machineTicks());
+        disk.push({ ...written, ...(steal !== undefined ? { stealPct: steal } : {}) });
       }
       const unloaded = await withSteal(() => closedLoop('one at a time (unloaded latency)', many, useWrk ? 2000 : 1000, 1, 2));
-      return { rounds, unloaded };
+      return { rounds, disk, unloaded };
     } finally {
       await floor.stop();
     }

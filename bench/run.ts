@@ -81,7 +81,7 @@ async function freezeSection() {
 
 async function authorizationSection() {
   console.log('\ncard authorizations: signed Stripe issuing_authorization.request events, each decided and reserved (gateway in its own process)');
-  const { rounds, unloaded } = await benchAuthorizations(url);
+  const { rounds, disk, unloaded } = await benchAuthorizations(url, dataDir);
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
   const loops = (rounds[0] ?? []).map((_, i) => rounds.map((r) => r[i] as AuthorizationFigures));
   const show = (f: AuthorizationFigures, all: AuthorizationFigures[]) => {
@@ -107,6 +107,11 @@ async function authorizationSection() {
     };
   });
   loops.forEach((all, i) => show(medians[i] as AuthorizationFigures, all));
+  const diskMedian = median(disk.map((d) => d.p99Ms));
+  const each = (pick: (d: (typeof disk)[number]) => string) => disk.map(pick).join(' / ');
+  console.log(`  ${'floor: 500 durable writes/s to the disk'.padEnd(40)} ${'one fdatasync per request, nothing else running'.padEnd(21)}  p50 ${median(disk.map((d) => d.p50Ms))} ms  p99 ${diskMedian} ms  max ${median(disk.map((d) => d.maxMs))} ms${disk.length > 1 ? ', medians' : ''}`);
+  if (process.env.BENCH_DATABASE_URL) console.log(`  ${''.padEnd(40)} (written in this machine's temporary directory: BENCH_DATABASE_URL's server may use another disk)`);
+  if (disk.length > 1) console.log(`  ${''.padEnd(40)} rounds: p99 ${each((d) => String(d.p99Ms))} ms, max ${each((d) => String(d.maxMs))} ms, CPU steal ${each((d) => (d.stealPct === undefined ? '?' : `${d.stealPct}%`))}`);
   show(unloaded, [unloaded]);
   const [many, hot, fixed, floor] = loops;
   const goal = (label: string, all: AuthorizationFigures[] | undefined, met: (f: AuthorizationFigures) => boolean, value: (f: AuthorizationFigures) => string) => {
@@ -116,7 +121,7 @@ async function authorizationSection() {
   };
   goal('>= 3,000 decisions/s over 64 cards', many, (f) => f.perSecond >= 3000, (f) => `${f.perSecond.toLocaleString('en')}/s`);
   goal('>= 2,000 decisions/s on one card', hot, (f) => f.perSecond >= 2000, (f) => `${f.perSecond.toLocaleString('en')}/s`);
-  goal(`p99 <= 10 ms at 500/s (the floor server's median p99: ${floor ? median(floor.map((f) => f.p99Ms)) : '?'} ms)`, fixed, (f) => f.p99Ms <= 10, (f) => `${f.p99Ms} ms`);
+  goal(`p99 <= 10 ms at 500/s (median p99 of the floors: parse-only server ${floor ? median(floor.map((f) => f.p99Ms)) : '?'} ms, durable write ${diskMedian} ms)`, fixed, (f) => f.p99Ms <= 10, (f) => `${f.p99Ms} ms`);
 }
 
 async function policySection() {
