@@ -25,6 +25,7 @@ import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
 import { readiness } from './db/database.js';
 import { AppError, errorHandler } from './errors.js';
 import { requireAdmin } from './http/auth.js';
+import { answerWithin } from './http/deadline.js';
 import { requestLogging } from './http/logging.js';
 import type { Metrics } from './http/metrics.js';
 import type { Ledger } from './ledger/ledger.js';
@@ -46,6 +47,11 @@ export interface AppDeps {
   cards?: { processors: Partial<Record<ProcessorName, Processor>>; kick(): void; waitMs: number };
   /** Card authorizations: answer within this many ms, else by the fail mode. */
   authorization?: { deadlineMs: number; failMode: string };
+  /**
+   * How long a check (CHECK_DEADLINE_MS) and an admin request (ADMIN_DEADLINE_MS) may take before
+   * they are answered 503 (src/http/deadline.ts). Defaults 1500 and 10,000 ms.
+   */
+  deadlines?: { checkMs: number; adminMs: number };
   /** Which proxies' X-Forwarded-For is believed (express "trust proxy"); default none. */
   trustProxy?: false | number | string[];
   now?: () => Date;
@@ -106,6 +112,8 @@ function mountAgent(app: Express, deps: AppDeps): void {
   });
   const agent = express.Router();
   // JSON only for the check API: the mirror reads Stripe's form bodies itself, byte for byte.
+  agent.use('/v1/checks', answerWithin(deps.deadlines?.checkMs ?? 1500, 'agent', (ms) =>
+    `spendgate could not decide within ${ms} ms (its database is slow or not answering). Retrying with the same Idempotency-Key is safe: a decision that lands late is returned and counts once.`));
   agent.use('/v1/checks', express.json({ limit: '256kb', strict: true }));
   agent.use(checkRoutes(deps));
   app.use(agent);
@@ -113,6 +121,8 @@ function mountAgent(app: Express, deps: AppDeps): void {
 
 function mountAdmin(app: Express, deps: AppDeps): void {
   const admin = express.Router();
+  admin.use(answerWithin(deps.deadlines?.adminMs ?? 10_000, 'admin', (ms) =>
+    `spendgate did not finish this request within ${ms} ms (its database is slow or not answering). It may still complete: read the current state before retrying.`));
   admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
   const forget = (topic: string) => deps.lookups.forget?.(topic);

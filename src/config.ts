@@ -24,6 +24,8 @@ const schema = z
     STRIPE_WEBHOOK_SECRET: list.optional(),
     STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(30_000),
     MIRROR_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1500),
+    CHECK_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1500),
+    ADMIN_DEADLINE_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     LITHIC_API_KEY: optionalText,
     LITHIC_API_BASE: z.url({ protocol: /^https?$/ }).optional(),
     LITHIC_WEBHOOK_SECRET: list.optional(),

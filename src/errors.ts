@@ -1,7 +1,7 @@
 // One error type. Handlers throw AppError with a code; the boundary picks the wire shape: admin
 // `{error: {code, message, request_id, details?}}`, agent port Stripe-like `{error: {type, code,
 // message, request_id}}`. Anything else is logged with its request id and becomes a bare 500.
-import type { ErrorRequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, Response } from 'express';
 
 const STATUS = {
   invalid_request: 400,
@@ -72,18 +72,29 @@ function normalize(error: unknown): AppError | undefined {
   return undefined;
 }
 
-export function errorHandler(shape: 'admin' | 'agent'): ErrorRequestHandler {
+export type ErrorShape = 'admin' | 'agent';
+
+export function errorHandler(shape: ErrorShape): ErrorRequestHandler {
   return (error, req, res, _next) => {
+    if (res.locals.deadlinePassed === true) {
+      // Answered 503 by its deadline (src/http/deadline.ts): this is the handler finishing late.
+      req.log?.warn({ err: error }, 'a request answered by its deadline failed or answered later');
+      return;
+    }
     const known = normalize(error);
-    const requestId = String(req.id ?? '');
     if (!known) req.log?.error({ err: error }, 'unhandled error');
     else if (known.code === 'unavailable') req.log?.error({ err: error }, 'database unavailable');
-    const appError = known ?? new AppError('internal', 'An internal error occurred');
     if (res.headersSent) return;
-    const body =
-      shape === 'admin'
-        ? { code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) }
-        : { type: STRIPE_TYPE[appError.code], code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) };
-    res.status(appError.status).json({ error: body });
+    sendError(shape, req, res, known ?? new AppError('internal', 'An internal error occurred'));
   };
+}
+
+/** `appError` as `shape`'s error body, with the request's id. */
+export function sendError(shape: ErrorShape, req: Request, res: Response, appError: AppError): void {
+  const requestId = String(req.id ?? '');
+  const body =
+    shape === 'admin'
+      ? { code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) }
+      : { type: STRIPE_TYPE[appError.code], code: appError.code, message: appError.message, request_id: requestId, ...(appError.details === undefined ? {} : { details: appError.details }) };
+  res.status(appError.status).json({ error: body });
 }

@@ -109,6 +109,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     adminToken: config.SPEND_ADMIN_TOKEN, trustProxy: config.TRUST_PROXY, mirror, processors,
     cards: { kick: cardWorker.kick, waitMs: config.FREEZE_WAIT_MS, processors: callable },
     authorization: { deadlineMs: config.AUTH_DEADLINE_MS, failMode: config.AUTH_FAIL_MODE },
+    deadlines: { checkMs: config.CHECK_DEADLINE_MS, adminMs: config.ADMIN_DEADLINE_MS },
   };
   const servers: Server[] = [];
   const listen = (listener: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string) =>

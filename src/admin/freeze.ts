@@ -14,6 +14,7 @@ import { jobReport, waitForJob } from '../cards/job-report.js';
 import { requireCard } from '../cards/registry.js';
 import { parse } from '../http/validate.js';
 import { agentIdField, cardId, processorQuery } from './cards.js';
+import { extendDeadline } from '../http/deadline.js';
 
 const reason = z.string().trim().min(1).max(500);
 const waitMs = z.number().int().min(0).max(30_000);
@@ -44,6 +45,7 @@ export function freezeRoutes(deps: FreezeDeps): Router {
 
   async function answer(res: Response, job: StartedJob, wait: number | undefined, extra: Record<string, unknown> = {}) {
     deps.kick();
+    extendDeadline(res, wait ?? deps.waitMs); // the wait asked for is not the database being slow
     const done = await waitForJob(knex, job.jobId, wait ?? deps.waitMs);
     const report = await jobReport(knex, job.jobId, configured);
     res.status(done && report.done ? 200 : 202).json({ ...extra, ...report });

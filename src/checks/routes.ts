@@ -1,11 +1,13 @@
 // POST /v1/checks on the agent port (seed 002): may this agent do this now?
 import { Router } from 'express';
+import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { requireAgentKey } from '../http/auth.js';
+import { answeredByDeadline, deadlineOf } from '../http/deadline.js';
 import { parse } from '../http/validate.js';
 import { checkRequestSchema } from './request.js';
 import { runCheck } from './service.js';
-import type { CheckDeps } from './service.js';
+import type { CheckDeps, CheckOutcome } from './service.js';
 
 export function checkRoutes(deps: CheckDeps): Router {
   const router = Router();
@@ -17,13 +19,36 @@ export function checkRoutes(deps: CheckDeps): Router {
     }
     const header = req.get('Idempotency-Key');
     if (header !== undefined && (header.length === 0 || header.length > 255)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 characters');
-    const { body, replayed } = await runCheck(deps, agentId, request, header);
-    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
-    res.json(body);
+    const outcome = await runCheck(deps, agentId, request, header, 'agent', deadlineOf(res));
+    if (answeredByDeadline(res)) {
+      await afterDeadline(deps, req.log, agentId, outcome);
+      return;
+    }
+    if (outcome.replayed) res.setHeader('Idempotent-Replayed', 'true');
+    res.json(outcome.body);
   });
   // /v1/checks is ours, not Stripe's: other methods are not forwarded to Stripe.
   router.all('/v1/checks', (req) => {
     throw new AppError('not_found', `Unrecognized request URL (${req.method} /v1/checks); use POST`);
   });
   return router;
+}
+
+/**
+ * A check that finished after its request was answered 503. Its reservation stays counted for the
+ * agent's retry with the same key, which gets the same decision and counts once; a key the gateway
+ * generated can never be retried, so that reservation is released.
+ */
+async function afterDeadline(deps: CheckDeps, log: Logger, agentId: string, { body, reserved }: CheckOutcome): Promise<void> {
+  const fields = { agent_id: agentId, check_id: body.check_id, decision: body.decision };
+  if (!reserved) {
+    log.warn(fields, 'a check finished after its deadline; it reserved nothing');
+    return;
+  }
+  if (!reserved.generated) {
+    log.warn(fields, 'a check finished after its deadline; its reservation stays counted for a retry with the same Idempotency-Key');
+    return;
+  }
+  await deps.ledger.settle(agentId, reserved.key, 'released', reserved.reservation ? { reservation: reserved.reservation } : {});
+  log.warn(fields, 'a check finished after its deadline; released (no Idempotency-Key was given, so no retry can replay it)');
 }

@@ -6,7 +6,8 @@ import { recordDecision } from '../http/metrics.js';
 import type { Metrics } from '../http/metrics.js';
 import { newId } from '../ids.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { IdempotencyConflict } from '../ledger/ledger.js';
+import { DeadlineExceeded, IdempotencyConflict } from '../ledger/ledger.js';
+import type { KnownReservation } from '../ledger/ledger.js';
 import type { Lookups } from '../agents/lookup-cache.js';
 import { agentPolicy } from '../policy/store.js';
 import { requestHash, toAction } from './request.js';
@@ -36,11 +37,26 @@ export interface CheckResponse {
   simulated?: true;
 }
 
+export interface CheckOutcome {
+  body: CheckResponse;
+  replayed: boolean;
+  /** The reservation this check made, under `key` (`generated` when the caller gave none). */
+  reserved?: { key: string; generated: boolean; reservation?: KnownReservation };
+}
+
 /**
  * `operator` (admin simulations) may name any policy; an agent may only name its own bound policy,
  * or a compromised key could pick a looser one.
  */
-export async function runCheck(deps: CheckDeps, agentId: string, request: CheckRequest, idempotencyKey?: string, caller: 'agent' | 'operator' = 'agent'): Promise<{ body: CheckResponse; replayed: boolean }> {
+export async function runCheck(
+  deps: CheckDeps,
+  agentId: string,
+  request: CheckRequest,
+  idempotencyKey?: string,
+  caller: 'agent' | 'operator' = 'agent',
+  /** performance.now() after which the check must not start: its request was answered 503 (src/http/deadline.ts). */
+  deadline?: number,
+): Promise<CheckOutcome> {
   const startedAt = performance.now();
   const now = deps.now?.() ?? new Date();
   const refuse = (boundId: string | null) =>
@@ -54,18 +70,21 @@ export async function runCheck(deps: CheckDeps, agentId: string, request: CheckR
   const { policy } = bound;
   const policyId = policy.policyId;
   const action = toAction(request, now);
+  const givenKey = idempotencyKey ?? request.idempotency_key;
+  const key = givenKey ?? newId('req');
   try {
     const result = await deps.ledger.check({
       agentId,
       timezone: bound.timezone,
       policy,
       action,
-      idempotencyKey: idempotencyKey ?? request.idempotency_key ?? newId('req'),
+      idempotencyKey: key,
       requestHash: requestHash(request, policyId),
       metadata: request.metadata,
       now,
       simulate: request.simulate,
       startedAt,
+      ...(deadline !== undefined ? { deadline } : {}),
     });
     const d = result.decision;
     if (!result.replayed && !request.simulate) recordDecision(deps.metrics, 'check', d, startedAt);
@@ -84,9 +103,11 @@ export async function runCheck(deps: CheckDeps, agentId: string, request: CheckR
       timestamp: result.createdAt.toISOString(),
       ...(request.simulate ? { simulated: true as const } : {}),
     };
-    return { body, replayed: result.replayed };
+    const reserved = !result.replayed && result.status === 'reserved' ? { key, generated: givenKey === undefined, reservation: result.reservation } : undefined;
+    return { body, replayed: result.replayed, ...(reserved ? { reserved } : {}) };
   } catch (error) {
     if (error instanceof IdempotencyConflict) throw new AppError('idempotency_error', error.message);
+    if (error instanceof DeadlineExceeded) throw new AppError('unavailable', 'The check was not started: its deadline had passed.');
     throw error;
   }
 }

@@ -3,8 +3,6 @@
 // reaches Stripe; a decision that lands late stays counted for the agent's retry with the same
 // Idempotency-Key, which reaches Stripe once and counts once; the gateway recovers by itself.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +14,7 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import { until } from '../helpers/cards.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
-import { agentWithPolicy, stallAgent, startTestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, freezeCluster, stallAgent, startTestGateway } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 
 const DEADLINE_MS = 400;
@@ -49,20 +47,6 @@ function failSettlements(ledger: Ledger, times: number, error: () => Error = () 
     return settle(...args);
   };
   return { failed: () => failed, restore: () => (ledger.settle = settle) };
-}
-
-/**
- * Freezes a PostgreSQL cluster (SIGSTOP to the postmaster and its children): connections stay
- * open and nothing answers, the way a hung server or a network partition looks. Returns the thaw.
- */
-function freeze(clusterDir: string): () => void {
-  const postmaster = Number(readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' }).split('\n').map(Number).filter((pid) => pid > 0);
-  const pids = [postmaster, ...children];
-  for (const pid of pids) process.kill(pid, 'SIGSTOP');
-  return () => {
-    for (const pid of pids) process.kill(pid, 'SIGCONT');
-  };
 }
 
 /** The SDK's error for a call expected to fail, and how long the call took. */
@@ -301,7 +285,7 @@ describe('a stopped database', () => {
     const fresh = await agentWithPolicy(gw, DAILY); // a key the gateway has not read yet
     await gw.deps.ledger.flush();
     const before = posts(fake);
-    const thaw = freeze(path.join(dir, 'postgres'));
+    const thaw = freezeCluster(path.join(dir, 'postgres'));
     let failures;
     try {
       failures = [

@@ -1,5 +1,8 @@
 // An in-process gateway on ports 0 against the test run's database, and small request helpers.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/database.js';
@@ -88,5 +91,19 @@ export async function stallAgent(knex: Knex, agentId: string): Promise<() => Pro
   await trx.raw(`select pg_advisory_xact_lock(${agentLockKey(agentId).toString()})`);
   return async () => {
     await trx.rollback();
+  };
+}
+
+/**
+ * Freezes a PostgreSQL cluster (SIGSTOP to the postmaster and its children): connections stay
+ * open and nothing answers, the way a hung server or a network partition looks. Returns the thaw.
+ */
+export function freezeCluster(clusterDir: string): () => void {
+  const postmaster = Number(readFileSync(path.join(clusterDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)], { encoding: 'utf8' }).split('\n').map(Number).filter((pid) => pid > 0);
+  const pids = [postmaster, ...children];
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  return () => {
+    for (const pid of pids) process.kill(pid, 'SIGCONT');
   };
 }

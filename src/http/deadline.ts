@@ -1,0 +1,63 @@
+// An answer within a deadline on the check API and the admin API, whatever the database does. A
+// stopped or partitioned PostgreSQL keeps its connections open and never answers with an error,
+// so without a clock a request would wait for it for good. Past the deadline the request is
+// answered 503 (`unavailable`) in its interface's shape; the handler goes on, and what it later
+// tries to answer is dropped. The Stripe mirror and the webhooks keep their own deadlines.
+import type { RequestHandler, Response } from 'express';
+import { AppError, sendError } from '../errors.js';
+import type { ErrorShape } from '../errors.js';
+
+interface Deadline {
+  /** performance.now() by which the request must be answered. */
+  at: number;
+  timer: NodeJS.Timeout;
+  /** Answered 503 by the deadline: later answers and errors are the handler's late ones. */
+  passed: boolean;
+  fire(): void;
+}
+
+const deadlines = new WeakMap<Response, Deadline>();
+
+/**
+ * Answer `unavailable` with `message(ms)` if the request is not answered within `ms` of its
+ * arrival (a handler that must wait longer on purpose calls extendDeadline).
+ */
+export function answerWithin(ms: number, shape: ErrorShape, message: (ms: number) => string): RequestHandler {
+  return (req, res, next) => {
+    const deadline: Deadline = {
+      at: performance.now() + ms,
+      passed: false,
+      timer: setTimeout(() => deadline.fire(), ms),
+      fire: () => {
+        if (res.headersSent || res.writableEnded) return;
+        deadline.passed = true;
+        res.locals.deadlinePassed = true; // errorHandler: what fails after this is the late handler's
+        const waited = Math.round(ms + performance.now() - deadline.at);
+        req.log?.warn({ deadline_ms: waited }, 'answered 503: the request did not finish within its deadline');
+        sendError(shape, req, res, new AppError('unavailable', message(waited)));
+      },
+    };
+    deadlines.set(res, deadline);
+    res.once('close', () => clearTimeout(deadline.timer));
+    next();
+  };
+}
+
+/** Give this request `ms` more (a freeze asked to wait for the processor). */
+export function extendDeadline(res: Response, ms: number): void {
+  const deadline = deadlines.get(res);
+  if (!deadline || deadline.passed) return;
+  clearTimeout(deadline.timer);
+  deadline.at += ms;
+  deadline.timer = setTimeout(() => deadline.fire(), Math.max(0, deadline.at - performance.now()));
+}
+
+/** performance.now() by which this request must be answered, if it has a deadline. */
+export function deadlineOf(res: Response): number | undefined {
+  return deadlines.get(res)?.at;
+}
+
+/** Was this request already answered 503 by its deadline? */
+export function answeredByDeadline(res: Response): boolean {
+  return deadlines.get(res)?.passed === true;
+}
