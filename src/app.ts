@@ -25,7 +25,7 @@ import { createMirrorHandler, isMirrorPath } from './mirror/routes.js';
 import { readiness } from './db/database.js';
 import { AppError, errorHandler } from './errors.js';
 import { requireAdmin } from './http/auth.js';
-import { answerWithin } from './http/deadline.js';
+import { answerWithin, unlessAnswered } from './http/deadline.js';
 import { requestLogging } from './http/logging.js';
 import type { Metrics } from './http/metrics.js';
 import type { Ledger } from './ledger/ledger.js';
@@ -122,9 +122,10 @@ function mountAgent(app: Express, deps: AppDeps): void {
 function mountAdmin(app: Express, deps: AppDeps): void {
   const admin = express.Router();
   admin.use(answerWithin(deps.deadlines?.adminMs ?? 10_000, 'admin', (ms) =>
-    `spendgate did not finish this request within ${ms} ms (its database is slow or not answering). It may still complete: read the current state before retrying.`));
+    `spendgate did not finish this request within ${ms} ms (its database, or a processor it called, is slow or not answering). It may still complete: read the current state before retrying.`));
   admin.use(requireAdmin(deps.lookups, deps.adminToken));
   admin.use(express.json({ limit: '256kb', strict: true }));
+  admin.use(unlessAnswered);
   const forget = (topic: string) => deps.lookups.forget?.(topic);
   admin.use(agentRoutes(deps.knex, forget));
   admin.use(keyRoutes(deps.knex, forget));

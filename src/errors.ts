@@ -78,7 +78,10 @@ export function errorHandler(shape: ErrorShape): ErrorRequestHandler {
   return (error, req, res, _next) => {
     if (res.locals.deadlinePassed === true) {
       // Answered 503 by its deadline (src/http/deadline.ts): this is the handler finishing late.
-      req.log?.warn({ err: error }, 'a request answered by its deadline failed or answered later');
+      // Its dropped answer is expected; a failure is still reported as one.
+      const dropped = (error as { code?: string } | undefined)?.code === 'ERR_HTTP_HEADERS_SENT';
+      if (dropped) req.log?.warn('a request answered 503 by its deadline finished later; its answer was dropped');
+      else req.log?.[normalize(error) ? 'warn' : 'error']({ err: error }, 'a request answered 503 by its deadline failed later');
       return;
     }
     const known = normalize(error);

@@ -2,6 +2,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { deadlineOf } from '../http/deadline.js';
 import { parse } from '../http/validate.js';
 import { checkRequestSchema } from '../checks/request.js';
 import { runCheck } from '../checks/service.js';
@@ -14,7 +15,7 @@ export function simulationRoutes(deps: CheckDeps): Router {
   router.post('/simulations', async (req, res) => {
     const request = parse(simulationSchema, req.body, 'simulation');
     if (!request.agent_id) throw new AppError('invalid_request', 'agent_id is required');
-    const { body } = await runCheck(deps, request.agent_id, request, undefined, 'operator');
+    const { body } = await runCheck(deps, request.agent_id, request, undefined, 'operator', deadlineOf(res));
     res.json(body);
   });
   return router;

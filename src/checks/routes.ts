@@ -3,7 +3,7 @@ import { Router } from 'express';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { requireAgentKey } from '../http/auth.js';
-import { answeredByDeadline, deadlineOf } from '../http/deadline.js';
+import { answeredByDeadline, deadlineOf, undeliverable } from '../http/deadline.js';
 import { parse } from '../http/validate.js';
 import { checkRequestSchema } from './request.js';
 import { runCheck } from './service.js';
@@ -12,6 +12,7 @@ import type { CheckDeps, CheckOutcome } from './service.js';
 export function checkRoutes(deps: CheckDeps): Router {
   const router = Router();
   router.post('/v1/checks', requireAgentKey(deps.lookups), async (req, res) => {
+    if (answeredByDeadline(res)) return; // answered 503 while the key was looked up: not started
     const request = parse(checkRequestSchema, req.body, 'check');
     const agentId = req.principal?.agentId ?? '';
     if (request.agent_id && request.agent_id !== agentId) {
@@ -20,7 +21,7 @@ export function checkRoutes(deps: CheckDeps): Router {
     const header = req.get('Idempotency-Key');
     if (header !== undefined && (header.length === 0 || header.length > 255)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 characters');
     const outcome = await runCheck(deps, agentId, request, header, 'agent', deadlineOf(res));
-    if (answeredByDeadline(res)) {
+    if (undeliverable(res)) {
       await afterDeadline(deps, req.log, agentId, outcome);
       return;
     }
@@ -35,20 +36,25 @@ export function checkRoutes(deps: CheckDeps): Router {
 }
 
 /**
- * A check that finished after its request was answered 503. Its reservation stays counted for the
- * agent's retry with the same key, which gets the same decision and counts once; a key the gateway
- * generated can never be retried, so that reservation is released.
+ * A check whose answer reached no one: answered 503 by its deadline, or its client went away. Its
+ * reservation stays counted for the agent's retry with the same key, which gets the same decision
+ * and counts once; a key the gateway generated can never be retried, so that reservation is
+ * released.
  */
 async function afterDeadline(deps: CheckDeps, log: Logger, agentId: string, { body, reserved }: CheckOutcome): Promise<void> {
   const fields = { agent_id: agentId, check_id: body.check_id, decision: body.decision };
   if (!reserved) {
-    log.warn(fields, 'a check finished after its deadline; it reserved nothing');
+    log.warn(fields, 'a check\'s answer reached no one; it reserved nothing');
     return;
   }
   if (!reserved.generated) {
-    log.warn(fields, 'a check finished after its deadline; its reservation stays counted for a retry with the same Idempotency-Key');
+    log.warn(fields, 'a check\'s answer reached no one; its reservation stays counted for a retry with the same Idempotency-Key');
     return;
   }
-  await deps.ledger.settle(agentId, reserved.key, 'released', reserved.reservation ? { reservation: reserved.reservation } : {});
-  log.warn(fields, 'a check finished after its deadline; released (no Idempotency-Key was given, so no retry can replay it)');
+  try {
+    await deps.ledger.settle(agentId, reserved.key, 'released', reserved.reservation ? { reservation: reserved.reservation } : {});
+    log.warn(fields, 'a check\'s answer reached no one; released (no Idempotency-Key was given, so no retry can replay it)');
+  } catch (error) {
+    log.error({ ...fields, idempotency_key: reserved.key, err: error }, 'could not release the reservation of a check whose answer reached no one; it stays counted');
+  }
 }

@@ -10,6 +10,10 @@ import type { ErrorShape } from '../errors.js';
 interface Deadline {
   /** performance.now() by which the request must be answered. */
   at: number;
+  /** The time allowed, ms (with extensions). */
+  ms: number;
+  /** The response finished or its connection closed: nothing is left to answer. */
+  closed: boolean;
   timer: NodeJS.Timeout;
   /** Answered 503 by the deadline: later answers and errors are the handler's late ones. */
   passed: boolean;
@@ -26,19 +30,24 @@ export function answerWithin(ms: number, shape: ErrorShape, message: (ms: number
   return (req, res, next) => {
     const deadline: Deadline = {
       at: performance.now() + ms,
+      ms,
+      closed: false,
       passed: false,
       timer: setTimeout(() => deadline.fire(), ms),
       fire: () => {
-        if (res.headersSent || res.writableEnded) return;
+        if (deadline.closed || res.headersSent || res.writableEnded) return;
         deadline.passed = true;
         res.locals.deadlinePassed = true; // errorHandler: what fails after this is the late handler's
-        const waited = Math.round(ms + performance.now() - deadline.at);
+        const waited = Math.round(deadline.ms + performance.now() - deadline.at);
         req.log?.warn({ deadline_ms: waited }, 'answered 503: the request did not finish within its deadline');
         sendError(shape, req, res, new AppError('unavailable', message(waited)));
       },
     };
     deadlines.set(res, deadline);
-    res.once('close', () => clearTimeout(deadline.timer));
+    res.once('close', () => {
+      deadline.closed = true;
+      clearTimeout(deadline.timer);
+    });
     next();
   };
 }
@@ -46,9 +55,10 @@ export function answerWithin(ms: number, shape: ErrorShape, message: (ms: number
 /** Give this request `ms` more (a freeze asked to wait for the processor). */
 export function extendDeadline(res: Response, ms: number): void {
   const deadline = deadlines.get(res);
-  if (!deadline || deadline.passed) return;
+  if (!deadline || deadline.passed || deadline.closed) return;
   clearTimeout(deadline.timer);
   deadline.at += ms;
+  deadline.ms += ms;
   deadline.timer = setTimeout(() => deadline.fire(), Math.max(0, deadline.at - performance.now()));
 }
 
@@ -61,3 +71,20 @@ export function deadlineOf(res: Response): number | undefined {
 export function answeredByDeadline(res: Response): boolean {
   return deadlines.get(res)?.passed === true;
 }
+
+/**
+ * Will the handler's answer reach no one? Answered 503 by the deadline, or the client went away
+ * before the answer was written (its own timeout was shorter than ours).
+ */
+export function undeliverable(res: Response): boolean {
+  return answeredByDeadline(res) || (res.destroyed && !res.writableFinished);
+}
+
+/**
+ * Placed after authentication and body parsing: a request answered 503 while it waited for them
+ * is not started (what it would change, no one would hear about).
+ */
+export const unlessAnswered: RequestHandler = (req, res, next) => {
+  if (!answeredByDeadline(res)) return next();
+  req.log?.warn('not started: answered 503 by its deadline while authenticating or reading the body');
+};

@@ -180,6 +180,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   /** Settlements not yet done, by agent (flush() waits for them). */
   const unsettled = new Set<{ agentId: string; done: Promise<unknown> }>();
   let deferTimer: { timer: NodeJS.Timeout; due: number } | undefined;
+  let lateTimer: { timer: NodeJS.Timeout; due: number } | undefined;
   const busy = new Set<string>();
   const counterCache = new CounterCache();
   /** The batches in flight, oldest first, with when each started (performance.now()). */
@@ -203,8 +204,22 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * that has run `overlapAfterMs`, and whenever more checks wait than one batch takes.
    */
   function pump(): void {
+    dropLate();
     startBatches();
     armDeferTimer();
+    armLateTimer();
+  }
+
+  /**
+   * Reject queued checks whose answer has left, whether or not a batch can start: while every
+   * batch hangs on a frozen database they would otherwise wait in memory until it thaws.
+   */
+  function dropLate(): void {
+    const oldest = pending[0];
+    const now = performance.now();
+    // The queue is in arrival order: when its oldest check is not late, (nearly) none is.
+    if (oldest?.kind !== 'check' || oldest.input.deadline === undefined || now <= oldest.input.deadline) return;
+    pending = pending.filter((job) => !rejectedLate(job, now));
   }
 
   function startBatches(): void {
@@ -286,6 +301,22 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   /** A deferred settlement still waiting for a check of its agent. */
   function waiting(job: Job, now: number): boolean {
     return job.kind === 'settle' && job.deferUntil !== undefined && now < job.deferUntil;
+  }
+
+  /** Wake up when the oldest queued check's answer leaves, to drop it if it is still queued then. */
+  function armLateTimer(): void {
+    const oldest = pending[0];
+    if (oldest?.kind !== 'check' || oldest.input.deadline === undefined) return;
+    const due = oldest.input.deadline;
+    if (lateTimer && lateTimer.due <= due) return;
+    if (lateTimer) clearTimeout(lateTimer.timer);
+    lateTimer = {
+      due,
+      timer: setTimeout(() => {
+        lateTimer = undefined;
+        pump();
+      }, Math.max(1, Math.ceil(due - performance.now()) + 1)).unref(),
+    };
   }
 
   /** Wake up when the first waiting settlement may go alone. */

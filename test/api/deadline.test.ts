@@ -105,6 +105,47 @@ describe('a check or an admin request waiting on a lock', () => {
     assert.equal((await check(gw, key, 90)).body.decision, 'allow', 'the released $40 is budget again');
   });
 
+  test('when the client of a keyless check gives up before the deadline and the check lands afterwards, then its reservation is released', async () => {
+    const { key, agentId } = await agentWithPolicy(gw, DAILY);
+    assert.equal((await check(gw, key, 10)).status, 200);
+    const release = await stallAgent(gw.knex, agentId);
+    try {
+      const gaveUp = fetch(`${gw.agentUrl}/v1/checks`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ action_type: 'payment', amount: 30, currency: 'USD', counterparty: 'acme' }),
+        signal: AbortSignal.timeout(150), // the client's own timeout, shorter than CHECK_DEADLINE_MS
+      });
+      await assert.rejects(gaveUp, /aborted|timeout/i);
+      await new Promise((r) => setTimeout(r, 50)); // the gateway sees the connection close
+    } finally {
+      await release();
+    }
+    await until('the abandoned check released', async () => {
+      const rows = await gw.knex('decisions').where({ agent_id: agentId, amount: 3000 });
+      return rows.length === 1 && rows[0].status === 'released';
+    });
+    assert.equal((await daily(gw, agentId)).reserved, 1000);
+  });
+
+  test('when an admin request is answered 503 while its credentials are still being read, then it never runs', async () => {
+    const { agentId } = await agentWithPolicy(gw, DAILY);
+    const created = await gw.admin('POST', '/admin-keys', {});
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const trx = await gw.knex.transaction();
+    await trx.raw('lock table api_keys in access exclusive mode'); // the new key's look-up waits
+    let late;
+    try {
+      // No body, so nothing is left to read once the look-up answers: the freeze itself would run.
+      late = await timed(fetch(`${gw.adminUrl}/admin/v1/agents/${agentId}/freeze`, { method: 'POST', headers: { authorization: `Bearer ${created.body.key as string}` } }));
+    } finally {
+      await trx.rollback();
+    }
+    assert.equal(late.res.status, 503);
+    await new Promise((r) => setTimeout(r, 500)); // the look-up has answered by now
+    assert.equal((await gw.admin('GET', `/agents/${agentId}`)).body.status, 'active', 'not frozen after its 503');
+  });
+
   test('when an admin request waits on a locked table past ADMIN_DEADLINE_MS, then it answers 503 in the admin shape in time, and the late result changes nothing', async () => {
     const trx = await gw.knex.transaction();
     await trx.raw('lock table agents in access exclusive mode');

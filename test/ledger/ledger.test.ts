@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import type { Knex } from 'knex';
-import { createLedger } from '../../src/ledger/ledger.js';
+import { DeadlineExceeded, createLedger } from '../../src/ledger/ledger.js';
 import { agentLockKey } from '../../src/ledger/transaction.js';
 import type { CheckInput, CheckResult, Ledger, LedgerOptions } from '../../src/ledger/ledger.js';
 import type { Action, PolicyDocument } from '../../src/policy/model.js';
@@ -579,6 +579,33 @@ test('when a batch waits on a lock another process holds, then checks of other a
     await holder.rollback();
   }
   assert.equal((await waiting).decision.decision, 'allow');
+});
+
+test('when every batch in flight hangs, then a queued check is dropped at its deadline, not kept until the database answers', async () => {
+  const [a, b, queued] = await Promise.all([agentWith(dailyFifty), agentWith(dailyFifty), agentWith(dailyFifty)]);
+  const batching = createLedger(knex, { maxConcurrentBatches: 2, overlapAfterMs: 20 });
+  const holders = await Promise.all([a, b].map(async (agent) => {
+    const holder = await knex.transaction();
+    await holder.raw(`select pg_advisory_xact_lock(${agentLockKey(agent.agentId).toString()})`);
+    return holder;
+  }));
+  const stuck: Promise<CheckResult>[] = [];
+  try {
+    stuck.push(batching.check(input(a, 'k')));
+    await new Promise((r) => setTimeout(r, 60)); // the second batch starts beside the first after overlapAfterMs
+    stuck.push(batching.check(input(b, 'k')));
+    await new Promise((r) => setTimeout(r, 60));
+    const started = performance.now();
+    const late = batching.check({ ...input(queued, 'k'), deadline: started + 100 });
+    const outcome = await Promise.race([late.then(() => 'decided', (error: unknown) => error), new Promise((r) => setTimeout(() => r('still queued after 3 s'), 3000))]);
+    assert.ok(outcome instanceof DeadlineExceeded, String(outcome));
+    const waited = performance.now() - started;
+    assert.ok(waited < 1000, `rejected after ${waited.toFixed(0)} ms, with both batches still hung`);
+  } finally {
+    await Promise.all(holders.map((h) => h.rollback()));
+  }
+  assert.deepEqual((await Promise.all(stuck)).map((r) => r.decision.decision), ['allow', 'allow']);
+  assert.equal((await knex('decisions').where({ agent_id: queued.agentId })).length, 0, 'the dropped check recorded nothing');
 });
 
 test('when someone tries to edit or delete a violation in the database, then PostgreSQL refuses', async () => {
