@@ -56,7 +56,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (!e) return false;
   if (e.name === 'KnexTimeoutError') return true;
   if (typeof e.code === 'string' && (/^(08|57P)/.test(e.code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(e.code))) return true;
-  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(e.message ?? '');
+  // node-postgres: 'timeout expired' is its connectionTimeoutMillis passing while connecting (a
+  // frozen server accepts the TCP connection and never answers).
+  return /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|^timeout expired$/i.test(e.message ?? '');
 }
 
 /** body-parser and friends signal with `status`/`type`; map them to our codes. */

@@ -179,8 +179,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   let pending: Job[] = [];
   /** Settlements not yet done, by agent (flush() waits for them). */
   const unsettled = new Set<{ agentId: string; done: Promise<unknown> }>();
-  let deferTimer: { timer: NodeJS.Timeout; due: number } | undefined;
-  let lateTimer: { timer: NodeJS.Timeout; due: number } | undefined;
+  const deferWake = wakeUp(() => pump());
+  const lateWake = wakeUp(() => pump());
   const busy = new Set<string>();
   const counterCache = new CounterCache();
   /** The batches in flight, oldest first, with when each started (performance.now()). */
@@ -307,16 +307,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   function armLateTimer(): void {
     const oldest = pending[0];
     if (oldest?.kind !== 'check' || oldest.input.deadline === undefined) return;
-    const due = oldest.input.deadline;
-    if (lateTimer && lateTimer.due <= due) return;
-    if (lateTimer) clearTimeout(lateTimer.timer);
-    lateTimer = {
-      due,
-      timer: setTimeout(() => {
-        lateTimer = undefined;
-        pump();
-      }, Math.max(1, Math.ceil(due - performance.now()) + 1)).unref(),
-    };
+    lateWake.at(oldest.input.deadline + 1);
   }
 
   /** Wake up when the first waiting settlement may go alone. */
@@ -324,15 +315,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const now = performance.now();
     let due = Infinity;
     for (const job of pending) if (waiting(job, now)) due = Math.min(due, (job as SettleJob).deferUntil as number);
-    if (due === Infinity || (deferTimer && deferTimer.due <= due)) return;
-    if (deferTimer) clearTimeout(deferTimer.timer);
-    deferTimer = {
-      due,
-      timer: setTimeout(() => {
-        deferTimer = undefined;
-        pump();
-      }, Math.max(1, Math.ceil(due - now))).unref(), // stop() flushes; a crash leaves them counted as reserved
-    };
+    if (due !== Infinity) deferWake.at(due); // stop() flushes; a crash leaves them counted as reserved
   }
 
   /**
@@ -635,6 +618,22 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
 }
 
 /** A check whose answer deadline passed is rejected, never started: true when this one was. */
+/** One timer that calls `wake` at the earliest time it was asked for (performance.now() ms). */
+function wakeUp(wake: () => void): { at(due: number): void } {
+  let armed: { timer: NodeJS.Timeout; due: number } | undefined;
+  return {
+    at(due) {
+      if (armed && armed.due <= due) return;
+      if (armed) clearTimeout(armed.timer);
+      const timer = setTimeout(() => {
+        armed = undefined;
+        wake();
+      }, Math.max(1, Math.ceil(due - performance.now()))).unref();
+      armed = { timer, due };
+    },
+  };
+}
+
 function rejectedLate(job: Job, now: number): boolean {
   if (job.kind !== 'check' || job.input.deadline === undefined || now <= job.input.deadline) return false;
   job.reject(new DeadlineExceeded());
