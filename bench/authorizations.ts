@@ -194,7 +194,7 @@ export interface AuthorizationRuns {
 }
 
 /** `measure`'s figures with the CPU steal of the machine while it ran. */
-async function withSteal(measure: () => Promise<AuthorizationFigures>): Promise<AuthorizationFigures> {
+async function withSteal<T extends object>(measure: () => Promise<T> | T): Promise<T & { stealPct?: number }> {
   const before = machineTicks();
   const figures = await measure();
   const steal = stealPercent(before, machineTicks());
@@ -235,10 +235,7 @@ export async function benchAuthorizations(databaseUrl: string, diskDir: string):
           await withSteal(() => openLoop(gw, 'fixed 500 requests/s over 64 cards', signedRequests(many, 5000), 500)),
           { ...(await withSteal(() => openLoop(floor, 'floor: 500/s to a server that only parses', signedRequests(many, 5000), 500))), server: 'floor server' },
         ]);
-        const before = machineTicks();
-        const written = durableWrites(diskDir, 500, 5000);
-        const steal = stealPercent(before, machineTicks());
-        disk.push({ ...written, ...(steal !== undefined ? { stealPct: steal } : {}) });
+        disk.push(await withSteal(() => durableWrites(diskDir, 500, 5000)));
       }
       const unloaded = await withSteal(() => closedLoop('one at a time (unloaded latency)', many, useWrk ? 2000 : 1000, 1, 2));
       return { rounds, disk, unloaded };

@@ -78,7 +78,7 @@ export type ErrorShape = 'admin' | 'agent';
 
 export function errorHandler(shape: ErrorShape): ErrorRequestHandler {
   return (error, req, res, _next) => {
-    if (res.locals.deadlinePassed === true) {
+    if (res.locals.deadline?.passed) {
       // Answered 503 by its deadline (src/http/deadline.ts): this is the handler finishing late.
       // Its dropped answer is expected; a failure is still reported as one.
       const dropped = (error as { code?: string } | undefined)?.code === 'ERR_HTTP_HEADERS_SENT';

@@ -3,7 +3,7 @@ import { Router } from 'express';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { requireAgentKey } from '../http/auth.js';
-import { answeredByDeadline, deadlineOf, undeliverable } from '../http/deadline.js';
+import { deadlineOf, undeliverable, unlessAnswered } from '../http/deadline.js';
 import { parse } from '../http/validate.js';
 import { checkRequestSchema } from './request.js';
 import { runCheck } from './service.js';
@@ -11,8 +11,7 @@ import type { CheckDeps, CheckOutcome } from './service.js';
 
 export function checkRoutes(deps: CheckDeps): Router {
   const router = Router();
-  router.post('/v1/checks', requireAgentKey(deps.lookups), async (req, res) => {
-    if (answeredByDeadline(res)) return; // answered 503 while the key was looked up: not started
+  router.post('/v1/checks', requireAgentKey(deps.lookups), unlessAnswered, async (req, res) => {
     const request = parse(checkRequestSchema, req.body, 'check');
     const agentId = req.principal?.agentId ?? '';
     if (request.agent_id && request.agent_id !== agentId) {
@@ -22,7 +21,7 @@ export function checkRoutes(deps: CheckDeps): Router {
     if (header !== undefined && (header.length === 0 || header.length > 255)) throw new AppError('invalid_request', 'Idempotency-Key must be 1-255 characters');
     const outcome = await runCheck(deps, agentId, request, header, 'agent', deadlineOf(res));
     if (undeliverable(res)) {
-      await afterDeadline(deps, req.log, agentId, outcome);
+      await unheard(deps, req.log, agentId, outcome);
       return;
     }
     if (outcome.replayed) res.setHeader('Idempotent-Replayed', 'true');
@@ -41,7 +40,7 @@ export function checkRoutes(deps: CheckDeps): Router {
  * and counts once; a key the gateway generated can never be retried, so that reservation is
  * released.
  */
-async function afterDeadline(deps: CheckDeps, log: Logger, agentId: string, { body, reserved }: CheckOutcome): Promise<void> {
+async function unheard(deps: CheckDeps, log: Logger, agentId: string, { body, reserved }: CheckOutcome): Promise<void> {
   const fields = { agent_id: agentId, check_id: body.check_id, decision: body.decision };
   if (!reserved) {
     log.warn(fields, 'a check\'s answer reached no one; it reserved nothing');

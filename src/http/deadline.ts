@@ -7,7 +7,14 @@ import type { RequestHandler, Response } from 'express';
 import { AppError, sendError } from '../errors.js';
 import type { ErrorShape } from '../errors.js';
 
-interface Deadline {
+declare module 'express-serve-static-core' {
+  interface Locals {
+    /** Set by answerWithin; errorHandler reads `passed` to tell a late handler's errors apart. */
+    deadline?: Deadline;
+  }
+}
+
+export interface Deadline {
   /** performance.now() by which the request must be answered. */
   at: number;
   /** The time allowed, ms (with extensions). */
@@ -19,8 +26,6 @@ interface Deadline {
   passed: boolean;
   fire(): void;
 }
-
-const deadlines = new WeakMap<Response, Deadline>();
 
 /**
  * Answer `unavailable` with `message(ms)` if the request is not answered within `ms` of its
@@ -37,13 +42,12 @@ export function answerWithin(ms: number, shape: ErrorShape, message: (ms: number
       fire: () => {
         if (deadline.closed || res.headersSent || res.writableEnded) return;
         deadline.passed = true;
-        res.locals.deadlinePassed = true; // errorHandler: what fails after this is the late handler's
         const waited = Math.round(deadline.ms + performance.now() - deadline.at);
         req.log?.warn({ deadline_ms: waited }, 'answered 503: the request did not finish within its deadline');
         sendError(shape, req, res, new AppError('unavailable', message(waited)));
       },
     };
-    deadlines.set(res, deadline);
+    res.locals.deadline = deadline;
     res.once('close', () => {
       deadline.closed = true;
       clearTimeout(deadline.timer);
@@ -54,7 +58,7 @@ export function answerWithin(ms: number, shape: ErrorShape, message: (ms: number
 
 /** Give this request `ms` more (a freeze asked to wait for the processor). */
 export function extendDeadline(res: Response, ms: number): void {
-  const deadline = deadlines.get(res);
+  const { deadline } = res.locals;
   if (!deadline || deadline.passed || deadline.closed) return;
   clearTimeout(deadline.timer);
   deadline.at += ms;
@@ -64,12 +68,12 @@ export function extendDeadline(res: Response, ms: number): void {
 
 /** performance.now() by which this request must be answered, if it has a deadline. */
 export function deadlineOf(res: Response): number | undefined {
-  return deadlines.get(res)?.at;
+  return res.locals.deadline?.at;
 }
 
 /** Was this request already answered 503 by its deadline? */
 export function answeredByDeadline(res: Response): boolean {
-  return deadlines.get(res)?.passed === true;
+  return res.locals.deadline?.passed === true;
 }
 
 /**

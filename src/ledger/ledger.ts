@@ -179,8 +179,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   let pending: Job[] = [];
   /** Settlements not yet done, by agent (flush() waits for them). */
   const unsettled = new Set<{ agentId: string; done: Promise<unknown> }>();
-  const deferWake = wakeUp(() => pump());
-  const lateWake = wakeUp(() => pump());
+  /** Deferred settlements that may go alone, queued checks whose answer has left: pump() then. */
+  const wake = wakeUp(() => pump());
   const busy = new Set<string>();
   const counterCache = new CounterCache();
   /** The batches in flight, oldest first, with when each started (performance.now()). */
@@ -215,11 +215,15 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
    * batch hangs on a frozen database they would otherwise wait in memory until it thaws.
    */
   function dropLate(): void {
-    const oldest = pending[0];
     const now = performance.now();
     // The queue is in arrival order: when its oldest check is not late, (nearly) none is.
-    if (oldest?.kind !== 'check' || oldest.input.deadline === undefined || now <= oldest.input.deadline) return;
-    pending = pending.filter((job) => !rejectedLate(job, now));
+    if ((oldestDeadline() ?? Infinity) < now) pending = pending.filter((job) => !rejectedLate(job, now));
+  }
+
+  /** The answer deadline of the oldest queued job, if it is a check that has one. */
+  function oldestDeadline(): number | undefined {
+    const oldest = pending[0];
+    return oldest?.kind === 'check' ? oldest.input.deadline : undefined;
   }
 
   function startBatches(): void {
@@ -305,9 +309,8 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
 
   /** Wake up when the oldest queued check's answer leaves, to drop it if it is still queued then. */
   function armLateTimer(): void {
-    const oldest = pending[0];
-    if (oldest?.kind !== 'check' || oldest.input.deadline === undefined) return;
-    lateWake.at(oldest.input.deadline + 1);
+    const due = oldestDeadline();
+    if (due !== undefined) wake.at(due + 1);
   }
 
   /** Wake up when the first waiting settlement may go alone. */
@@ -315,7 +318,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const now = performance.now();
     let due = Infinity;
     for (const job of pending) if (waiting(job, now)) due = Math.min(due, (job as SettleJob).deferUntil as number);
-    if (due !== Infinity) deferWake.at(due); // stop() flushes; a crash leaves them counted as reserved
+    if (due !== Infinity) wake.at(due); // stop() flushes; a crash leaves them counted as reserved
   }
 
   /**
@@ -617,7 +620,6 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
   return { check, settle, settleAuthorization, flush };
 }
 
-/** A check whose answer deadline passed is rejected, never started: true when this one was. */
 /** One timer that calls `wake` at the earliest time it was asked for (performance.now() ms). */
 function wakeUp(wake: () => void): { at(due: number): void } {
   let armed: { timer: NodeJS.Timeout; due: number } | undefined;
@@ -634,6 +636,7 @@ function wakeUp(wake: () => void): { at(due: number): void } {
   };
 }
 
+/** A check whose answer deadline passed is rejected, never started: true when this one was. */
 function rejectedLate(job: Job, now: number): boolean {
   if (job.kind !== 'check' || job.input.deadline === undefined || now <= job.input.deadline) return false;
   job.reject(new DeadlineExceeded());
