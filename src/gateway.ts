@@ -78,7 +78,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const forwarder = createForwarder(config.STRIPE_API_BASE, { timeoutMs: config.STRIPE_TIMEOUT_MS });
   const stripeKeys = stripeKeysByMode(config.STRIPE_SECRET_KEY);
   const clients = { test: stripeKeys.test ? stripeClient(stripeKeys.test, config.STRIPE_API_BASE) : undefined, live: stripeKeys.live ? stripeClient(stripeKeys.live, config.STRIPE_API_BASE) : undefined };
-  const lookups = { test: clients.test && stripeLookup(clients.test), live: clients.live && stripeLookup(clients.live) };
   const ledger = createLedger(knex);
   const settlements = new Settlements(ledger);
   const mirror = {
@@ -86,10 +85,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     forwarder,
     settlements,
     deadlineMs: config.MIRROR_DEADLINE_MS,
-    lookup: (mode: 'test' | 'live') => {
-      const lookup = lookups[mode];
-      if (!lookup) throw new Error(`no Stripe ${mode}-mode key`);
-      return lookup;
+    lookup: (mode: 'test' | 'live', account?: string) => {
+      const client = clients[mode];
+      if (!client) throw new Error(`no Stripe ${mode}-mode key`);
+      return stripeLookup(client, account);
     },
   };
   const invalidation = await startInvalidation(url, logger);

@@ -30,7 +30,8 @@ export interface MirrorDeps {
   ledger: Ledger;
   metrics: Metrics;
   stripeKeys: { test?: string; live?: string };
-  lookup: (mode: 'test' | 'live') => StripeLookup;
+  /** Stripe reads in the key's mode, of the connected account the call names (`Stripe-Account`) if any. */
+  lookup: (mode: 'test' | 'live', account?: string) => StripeLookup;
   /** Settles checked calls, retrying what the database cannot take now. */
   settlements: Settlements;
   forwarder: {
@@ -79,7 +80,8 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   let found;
   const asked = performance.now();
   try {
-    found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode), now);
+    const account = req.headers['stripe-account'];
+    found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode, typeof account === 'string' ? account : undefined), now);
     deadline += performance.now() - asked; // Stripe's time is not the database's
   } catch (error) {
     if (error instanceof UpstreamError) {

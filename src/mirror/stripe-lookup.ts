@@ -36,11 +36,16 @@ async function relayErrors<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-export function stripeLookup(stripe: Stripe): StripeLookup {
+/**
+ * Reads through `stripe`, of the connected account `account` when the agent's call names one
+ * (`Stripe-Account`): the object the call acts on lives there, not in the platform account.
+ */
+export function stripeLookup(stripe: Stripe, account?: string): StripeLookup {
+  const options = account ? { stripeAccount: account } : undefined;
   return {
-    paymentIntent: (id) => relayErrors(async () => (await stripe.paymentIntents.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['paymentIntent']>>),
-    charge: (id) => relayErrors(async () => (await stripe.charges.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['charge']>>),
-    invoice: (id) => relayErrors(async () => (await stripe.invoices.retrieve(id)) as unknown as Awaited<ReturnType<StripeLookup['invoice']>>),
+    paymentIntent: (id) => relayErrors(async () => (await stripe.paymentIntents.retrieve(id, undefined, options)) as unknown as Awaited<ReturnType<StripeLookup['paymentIntent']>>),
+    charge: (id) => relayErrors(async () => (await stripe.charges.retrieve(id, undefined, options)) as unknown as Awaited<ReturnType<StripeLookup['charge']>>),
+    invoice: (id) => relayErrors(async () => (await stripe.invoices.retrieve(id, undefined, options)) as unknown as Awaited<ReturnType<StripeLookup['invoice']>>),
   };
 }
 

@@ -526,6 +526,35 @@ test('when an agent refunds a charge created 40 days ago under a 30-day refund_a
   assert.equal(fake.get(recent)?.amount_refunded, 1000);
 });
 
+test('when an agent confirms or refunds under a connected account (Stripe-Account), then the amount is read from that account, as Stripe would act on it', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, POLICY);
+  const stripe = sdk(key);
+  const account = { stripeAccount: 'acct_1MirrorConnect01' };
+  const lookups = (at: number) => since(at).filter((r) => r.method === 'GET');
+
+  let at = mark();
+  const intent = seedIntent(6000);
+  await assertRefused(stripe.paymentIntents.confirm(intent, { payment_method: 'pm_card_visa' }, account), { code: 'spend_policy_blocked', reason: 'max_amount', ruleId: 'max' });
+  assert.equal(writes(at).length, 0, 'nothing forwarded');
+  const [read] = lookups(at);
+  assert.equal(read?.path, `/v1/payment_intents/${intent}`);
+  assert.equal(header(read, 'stripe-account'), 'acct_1MirrorConnect01', "the intent is read in the agent's connected account");
+  assert.equal(header(read, 'authorization'), `Bearer ${UPSTREAM_KEY}`);
+
+  at = mark();
+  const charge = seedCharge(1200);
+  const refund = await stripe.refunds.create({ charge }, account);
+  assert.equal(refund.amount, 1200);
+  assert.deepEqual(lookups(at).map((r) => [r.path, header(r, 'stripe-account')]), [[`/v1/charges/${charge}`, 'acct_1MirrorConnect01']]);
+  assert.equal(header(writes(at)[0], 'stripe-account'), 'acct_1MirrorConnect01');
+
+  at = mark();
+  const platform = seedCharge(700);
+  await stripe.refunds.create({ charge: platform });
+  assert.deepEqual(lookups(at).map((r) => [r.path, header(r, 'stripe-account')]), [[`/v1/charges/${platform}`, undefined]], 'no account named, none sent');
+  assert.deepEqual((await decisions(agentId)).map((d) => [d.decision, Number(d.amount)]), [['block', 6000], ['allow', 1200], ['allow', 700]]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // 4. Privileged calls
 // ---------------------------------------------------------------------------------------------
