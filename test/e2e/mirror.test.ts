@@ -776,6 +776,32 @@ test('when Stripe does not answer within STRIPE_TIMEOUT_MS, then the agent gets 
   assert.deepEqual(await dailyUsage(agentId), { reserved: 1200, spent: 0, count: 1 });
 });
 
+test('when Stripe drops the connection after the call was sent, then the agent gets an api_error, the reservation stays unknown, and a retry with the same key counts once', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, POLICY);
+  fake.on('POST', '/v1/charges', { action: 'reset', times: 1 });
+  const stripe = sdk(key);
+  const params = { amount: 1200, currency: 'usd', source: 'tok_visa' };
+  const at = mark();
+  await assert.rejects(stripe.charges.create(params, { idempotencyKey: 'dropped-1' }), (error: unknown) => {
+    assert.ok(error instanceof Stripe.errors.StripeAPIError, `expected StripeAPIError, got ${String(error)}`);
+    assert.equal(error.statusCode, 504, 'Stripe may have acted on it: no answer, not unreachable');
+    assert.equal(error.rawType, 'api_error');
+    return true;
+  });
+  assert.equal(writes(at).length, 1, 'the call reached Stripe');
+  const [row] = await decisions(agentId);
+  assert.equal(row.status, 'unknown');
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 1200, spent: 0, count: 1 });
+
+  const charge = await stripe.charges.create(params, { idempotencyKey: 'dropped-1' });
+  assert.equal(charge.amount, 1200);
+  const rows = await decisions(agentId);
+  assert.equal(rows.length, 1, 'one decision for the call and its retry');
+  assert.equal(rows[0].status, 'committed');
+  assert.equal(rows[0].reference, charge.id);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 1200, count: 1 });
+});
+
 test('when Stripe refuses the connection, then the agent gets 502 api_error and the reservation is released', async () => {
   const closed = await freePort();
   const down = await startTestGateway({ STRIPE_SECRET_KEY: UPSTREAM_KEY, STRIPE_API_BASE: `http://127.0.0.1:${closed}`, STRIPE_TIMEOUT_MS: '1500' });
@@ -903,6 +929,27 @@ test('when an sg_live_ key is used against a gateway holding only a test key, th
   await assertForbidden(stripe.paymentIntents.create({ amount: 100, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' }));
   assert.equal(since(at).length, 0, 'nothing forwarded');
   assert.equal((await decisions(agentId)).length, 0);
+});
+
+test('when the gateway holds a live key, then an sg_live_ key reaches Stripe with it and an sg_test_ key gets 403 with nothing forwarded', async () => {
+  const LIVE_KEY = 'sk_live_fakeLiveKey123';
+  const live = await startTestGateway({ NODE_ENV: 'production', STRIPE_SECRET_KEY: LIVE_KEY, STRIPE_API_BASE: fake.url, STRIPE_TIMEOUT_MS: '1500' });
+  try {
+    const { agentId, key: testKey } = await agentWithPolicy(live, POLICY);
+    const liveKey = await live.admin('POST', `/agents/${agentId}/api-keys`, { mode: 'live' });
+    assert.equal(liveKey.status, 201);
+    let at = mark();
+    const payment = await sdk(liveKey.body.key as string, live).paymentIntents.create({ amount: 1000, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' });
+    assert.equal(payment.amount, 1000);
+    const [sent] = writes(at);
+    assert.equal(header(sent, 'authorization'), `Bearer ${LIVE_KEY}`);
+    at = mark();
+    await assertForbidden(sdk(testKey, live).customers.list());
+    await assertForbidden(sdk(testKey, live).paymentIntents.create({ amount: 100, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' }));
+    assert.equal(since(at).length, 0, 'a test key never reaches Stripe with a live key');
+  } finally {
+    await live.stop();
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
