@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { freePort } from '../../src/db/embedded.js';
 import { databaseUrl, uniqueId } from '../helpers/gateway.js';
+import { startFakeStripe } from '../helpers/fake-stripe.js';
 
 const main = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'src', 'main.ts');
 const ADMIN = 'startup-test-admin-token-000';
@@ -126,6 +127,49 @@ test('when requests carry keys, then every log line is JSON with a request id an
   for (const line of lines) JSON.parse(line);
   assert.ok(lines.some((l) => l.includes(requestId ?? '?')), 'the request id is logged');
   assert.ok(!run.output().includes(fakeKey) && !run.output().includes(ADMIN), 'no key or token in the logs');
+});
+
+test('when agents send card numbers and keys through the mirror, then no log line holds a card number, an agent key or the Stripe key, even at debug level', async () => {
+  const fake = await startFakeStripe();
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const upstreamKey = 'sk_test_startupUpstreamSecret0001';
+  const run = startProcess({ DATABASE_URL: databaseUrl(), PORT: String(port), ADMIN_PORT: String(adminPort), SPEND_ADMIN_TOKEN: ADMIN, STRIPE_SECRET_KEY: upstreamKey, STRIPE_API_BASE: fake.url, LOG_LEVEL: 'debug' });
+  try {
+    await waitFor(run, 'spendgate ready');
+    const admin = (method: string, p: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${adminPort}/admin/v1${p}`, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const agentId = uniqueId('logs');
+    assert.equal((await admin('POST', '/policies', { policy_id: agentId, rules: [{ rule_id: 'max', rule_type: 'max_amount', parameters: { limit: 50, currency: 'USD' } }] })).status, 201);
+    assert.equal((await admin('POST', '/agents', { id: agentId, owner: 'o@example.com', policy_id: agentId })).status, 201);
+    const key = ((await (await admin('POST', `/agents/${agentId}/api-keys`, { mode: 'test' })).json()) as { key: string }).key;
+    const pan = '4242424242424242';
+    const form = `amount=500&currency=usd&confirm=true&payment_method_data[type]=card&payment_method_data[card][number]=${pan}&payment_method_data[card][cvc]=314&payment_method_data[card][exp_month]=12&payment_method_data[card][exp_year]=2030`;
+    const mirror = (p: string, init: RequestInit = {}, auth = `Bearer ${key}`) =>
+      fetch(`http://127.0.0.1:${port}${p}`, { ...init, headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded', ...(init.headers as Record<string, string> | undefined) } });
+    const first = await mirror('/v1/payment_intents', { method: 'POST', body: form });
+    assert.equal(first.status, 200, await first.clone().text());
+    fake.on('POST', '/v1/payment_intents', { status: 500, body: { error: { type: 'api_error', message: `card ${pan} failed` } }, times: 1 });
+    assert.equal((await mirror('/v1/payment_intents', { method: 'POST', body: form })).status, 500);
+    // Forwarded as it is (the fake has no tokens: Stripe's 404 comes back); what matters is the log.
+    assert.equal((await mirror('/v1/tokens', { method: 'POST', body: `card[number]=${pan}&card[cvc]=314` })).status, 404);
+    assert.equal((await mirror(`/v1/customers?email=${pan}`)).status, 200);
+    const basic = `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
+    assert.equal((await mirror('/v1/balance', {}, basic)).status, 200);
+    const wrong = `sg_test_${'y'.repeat(40)}`;
+    assert.equal((await mirror('/v1/balance', {}, `Bearer ${wrong}`)).status, 401);
+  } finally {
+    run.child.kill('SIGTERM');
+    await run.exited;
+    await fake.stop();
+  }
+  const output = run.output();
+  const lines = output.trim().split('\n');
+  for (const line of lines) JSON.parse(line);
+  assert.ok(lines.some((l) => l.includes('/v1/payment_intents')), 'the mirror calls are logged');
+  for (const secret of ['4242424242424242', upstreamKey, `sg_test_${'y'.repeat(40)}`, Buffer.from('sg_test_').toString('base64').slice(0, 8)]) {
+    assert.ok(!output.includes(secret), `the logs hold ${secret.slice(0, 12)}…`);
+  }
+  assert.doesNotMatch(output, /sg_test_[A-Za-z0-9]{20,}/, 'no agent key in the logs');
 });
 
 test('when npm run migrate runs against an up-to-date database, then it says so and exits 0', async () => {
