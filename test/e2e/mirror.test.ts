@@ -113,15 +113,15 @@ async function assertForbidden(call: Promise<unknown>): Promise<void> {
 
 const daysAgo = (days: number) => Math.floor(Date.now() / 1000) - days * 86_400;
 
-function seedCharge(amount: number, opts: { refunded?: number; created?: number } = {}): string {
+function seedCharge(amount: number, opts: { refunded?: number; created?: number; captured?: boolean } = {}): string {
   const id = uniqueId('ch_seed').replace('-', '_');
   fake.put({
     id,
     object: 'charge',
     amount,
-    amount_captured: amount,
+    amount_captured: opts.captured === false ? 0 : amount,
     amount_refunded: opts.refunded ?? 0,
-    captured: true,
+    captured: opts.captured ?? true,
     currency: 'usd',
     created: opts.created ?? daysAgo(1),
     customer: null,
@@ -349,6 +349,15 @@ const MONEY_CASES: MoneyCase[] = [
     call: (stripe, amount) => {
       const id = seedIntent(amount);
       return { id, run: stripe.paymentIntents.confirm(id, { payment_method: 'pm_card_visa' }) };
+    },
+    actionType: 'payment',
+  },
+  {
+    name: 'Charge capture (amount read from Stripe)',
+    path: (id) => `/v1/charges/${id}/capture`,
+    call: (stripe, amount) => {
+      const id = seedCharge(amount, { captured: false });
+      return { id, run: stripe.charges.capture(id) };
     },
     actionType: 'payment',
   },

@@ -711,6 +711,22 @@ function legacyRefundCharge(ctx: Ctx, [chargeId]: string[]): Json {
   return charge;
 }
 
+/**
+ * `POST /v1/charges/:id/capture`: captures an uncaptured charge, `amount` or all of it; what is not
+ * captured is refunded, as Stripe does.
+ */
+function captureCharge(ctx: Ctx, [chargeId]: string[]): Json {
+  const charge = find(ctx, chargeId as string, 'charge', 'id');
+  if (charge.captured !== false) throw invalidRequest(`Charge ${charge.id} has already been captured.`, { code: 'charge_already_captured' });
+  const authorized = numberField(charge, 'amount');
+  const amount = optionalAmount(ctx.params, 'amount') ?? authorized;
+  if (amount > authorized) {
+    throw invalidRequest(`The amount to capture (${formatMoney(amount, charge.currency)}) is greater than the amount authorized (${formatMoney(authorized, charge.currency)}).`, { code: 'amount_too_large', param: 'amount' });
+  }
+  Object.assign(charge, { captured: true, amount_captured: amount, amount_refunded: authorized - amount });
+  return charge;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Money out: transfers, payouts, top-ups; invoices
 // ---------------------------------------------------------------------------------------------
@@ -997,6 +1013,7 @@ const ROUTES: Route[] = (
     ['POST', '/v1/payment_intents/:id/capture', capturePaymentIntent],
     ['POST', '/v1/payment_intents/:id/cancel', cancelPaymentIntent],
     ['POST', '/v1/charges', createCharge],
+    ['POST', '/v1/charges/:id/capture', captureCharge],
     ['POST', '/v1/charges/:id/refunds', createRefund],
     ['POST', '/v1/charges/:id/refund', legacyRefundCharge],
     ['POST', '/v1/refunds', (ctx: Ctx) => createRefund(ctx, [])],
