@@ -72,7 +72,7 @@ export function deadlineOf(res: Response): number | undefined {
 }
 
 /** Was this request already answered 503 by its deadline? */
-export function answeredByDeadline(res: Response): boolean {
+function answeredByDeadline(res: Response): boolean {
   return res.locals.deadline?.passed === true;
 }
 

@@ -60,6 +60,8 @@ export interface CheckedCall {
   idempotencyKey: string;
   /** The agent sent no Idempotency-Key: `idempotencyKey` is the gateway's, and no retry can carry it. */
   generatedKey: boolean;
+  /** The connected account the call acts in (`Stripe-Account`), if it names one. */
+  account: string | undefined;
   /** The agent's policy as the router already read it; read here when it had none. */
   bound?: AgentPolicy;
   /**
@@ -80,8 +82,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   let found;
   const asked = performance.now();
   try {
-    const account = req.headers['stripe-account'];
-    found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode, typeof account === 'string' ? account : undefined), now);
+    found = await moneyAction(classification.endpoint, call.form, classification.id, deps.lookup(call.mode, call.account), now);
     deadline += performance.now() - asked; // Stripe's time is not the database's
   } catch (error) {
     if (error instanceof UpstreamError) {
@@ -215,7 +216,6 @@ interface ReserveContext {
  * it: the key Stripe sees, the key's mode and the connected account. Undefined once answered.
  */
 async function reserve(deps: MirrorDeps, call: CheckedCall, attempt: number, a: ReserveContext): Promise<CheckResult | undefined> {
-  const account = call.req.headers['stripe-account'];
   const ledgerKey = attemptKey(call.idempotencyKey, attempt);
   let result;
   try {
@@ -229,7 +229,7 @@ async function reserve(deps: MirrorDeps, call: CheckedCall, attempt: number, a: 
       metadata: {
         source: 'stripe', endpoint: call.classification.endpoint, path: call.path, mode: call.mode,
         ...(call.forward.upstreamIdempotencyKey ? { upstream_key: call.forward.upstreamIdempotencyKey } : {}),
-        ...(typeof account === 'string' ? { stripe_account: account } : {}),
+        ...(call.account ? { stripe_account: call.account } : {}),
         ...(a.objectId ? { object: a.objectId } : {}),
         ...(attempt > 1 ? { attempt } : {}),
       },

@@ -201,7 +201,7 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       const idempotencyKey = agentKey ?? `sg_gen_${randomUUID()}`;
       forward.idempotencyKey = agentKey;
       forward.upstreamIdempotencyKey = upstreamIdempotencyKey(principal.agentId, idempotencyKey);
-      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, forward, idempotencyKey, generatedKey: agentKey === undefined, bound, deadline });
+      return checkedCall(deps, { req, res: ctx.own(res), log: ctx.log, url, agentId: principal.agentId, mode: principal.mode, path, form, rawBody: rawBody ?? Buffer.alloc(0), classification, forward, idempotencyKey, generatedKey: agentKey === undefined, account: header(req, 'stripe-account'), bound, deadline });
     }
   }
 }
