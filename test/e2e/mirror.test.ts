@@ -1007,6 +1007,24 @@ test('when an agent authorizes a $30 manual-capture PaymentIntent and then captu
   assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 }, 'one $30 payment counts $30 against the day');
 });
 
+test('when an agent creates a $30 charge with capture=false and then captures it under a $50 daily limit, then the capture goes through and the charge is counted once', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }]);
+  const stripe = sdk(key);
+  const charge = await stripe.charges.create({ amount: 3000, currency: 'usd', source: 'tok_visa', capture: false });
+  assert.equal(charge.captured, false);
+  const authorized = await gw.knex('decisions').where({ agent_id: agentId }).first('status', 'reference');
+  assert.deepEqual({ ...authorized }, { status: 'committed', reference: charge.id });
+  const at = mark();
+  const captured = await stripe.charges.capture(charge.id);
+  assert.equal(captured.captured, true);
+  assert.equal(writes(at).length, 1, 'the capture reached Stripe once');
+  assert.equal(await gw.knex('decisions').where({ agent_id: agentId }).count('* as n').first().then((r) => Number(r?.n)), 1, 'the capture is not a second decision');
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 }, 'one $30 charge counts $30 against the day');
+  // The $20 left of the day still fits: counted twice, the charge would have used it all.
+  const rest = await stripe.charges.create({ amount: 2000, currency: 'usd', source: 'tok_visa' });
+  assert.equal(rest.status, 'succeeded');
+});
+
 /** POST a hand-written form (as curl would) with the agent key. */
 async function postForm(key: string, pathAndQuery: string, body: string | FormData): Promise<{ status: number; body: Json }> {
   const res = await fetch(`${gw.agentUrl}${pathAndQuery}`, {
