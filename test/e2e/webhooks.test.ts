@@ -170,6 +170,34 @@ describe('Stripe settlement events', () => {
     assert.deepEqual(await daily(agentId), { reserved: 0, spent: 5000 });
   });
 
+  test('when a settlement cannot be stored, then Stripe gets a 5xx and nothing moves; its redelivery is applied once', async () => {
+    const { agentId } = await agentWithPolicy(gw, dailyHundred);
+    const authorizationId = uniqueId('iauth');
+    const cardId = uniqueId('ic');
+    assert.equal((await postStripe(gw, stripeAuthorizationRequest({ agentId, cardId, authorizationId, amount: 6000 }))).body.approved, true);
+    const held = await daily(agentId);
+    assert.deepEqual(held, { reserved: 6000, spent: 0 });
+    // This agent's counters refuse every write, as a failing database would.
+    const trigger = `fail_${agentId.replace(/[^a-z0-9]/gi, '_')}`;
+    await gw.knex.raw(`create function ${trigger}() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$`);
+    await gw.knex.raw(`create trigger ${trigger} before update or insert on usage_counters for each row when (new.agent_id = '${agentId}') execute function ${trigger}()`);
+    const capture = stripeTransactionEvent({ authorizationId, cardId, type: 'capture', amount: 5500 });
+    try {
+      const failed = await postStripe(gw, capture);
+      assert.ok(failed.status >= 500, `Stripe delivers again after a 5xx (got ${failed.status})`);
+      assert.equal(failed.body.error.type, 'api_error');
+      assert.deepEqual(await daily(agentId), held, 'the hold is as it was');
+      assert.equal(await gw.knex('card_transactions').where({ authorization_id: authorizationId }).count('* as n').first().then((r) => Number(r?.n)), 0, 'no capture is half stored');
+    } finally {
+      await gw.knex.raw(`drop trigger ${trigger} on usage_counters`);
+      await gw.knex.raw(`drop function ${trigger}()`);
+    }
+    for (let delivery = 0; delivery < 2; delivery++) assert.equal((await postStripe(gw, capture)).status, 200);
+    const closed = stripeAuthorizationEvent('issuing_authorization.updated', { agentId, cardId, authorizationId, amount: 6000, status: 'closed', approved: true });
+    assert.equal((await postStripe(gw, closed)).status, 200);
+    assert.deepEqual(await daily(agentId), { reserved: 0, spent: 5500 }, 'the day counts the $55 captured, once');
+  });
+
   test('when Stripe reverses an authorization, then its money is released', async () => {
     const { agentId } = await agentWithPolicy(gw, dailyHundred);
     const authorizationId = uniqueId('iauth');
