@@ -28,6 +28,9 @@ try {
   const settings = await knex.raw(`select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'server_version')`);
   console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
   console.log(`postgres: ${settings.rows.map((r: { name: string; setting: string }) => `${r.name}=${r.setting}`).join(' ')}`);
+  // This VM's speed moves by up to 2x between hours with no CPU steal shown: a fixed piece of pure
+  // CPU work, timed before anything else, places the run's figures against other runs'.
+  console.log(`speed probe: decide() ${benchDecide().perDecisionUs.toFixed(2)} µs per decision on one core, no I/O (the lower, the faster this VM runs now)`);
 
   if (wanted('policy')) await policySection();
   if (wanted('mirror')) await mirrorSection();
