@@ -118,6 +118,26 @@ describe('Stripe issuing_authorization.request', () => {
     assert.equal(res.body.metadata.spend_reason, 'unknown_card');
   });
 
+  test('when the card names its agent in different places, then the registry wins, then the card metadata, then the cardholder', async () => {
+    // Two agents told apart by their limits: a $50 swipe passes the first and not the second.
+    const roomy = await agentWithPolicy(gw, dailyHundred);
+    const tight = await agentWithPolicy(gw, [{ rule_id: 'small', rule_type: 'max_amount', description: 'small', parameters: { limit: 10, currency: 'USD' } }]);
+    const decidedFor = async (authorizationId: string) => (await gw.knex('decisions').where({ reference: authorizationId }).first('agent_id'))?.agent_id;
+    const swipe = async (opts: Parameters<typeof stripeAuthorizationRequest>[0]) => {
+      const authorizationId = uniqueId('iauth');
+      const res = await postStripe(gw, stripeAuthorizationRequest({ amount: 5000, authorizationId, ...opts }));
+      return { approved: res.body.approved, reason: res.body.metadata.spend_reason, agent: await decidedFor(authorizationId) };
+    };
+
+    const registered = uniqueId('ic');
+    assert.equal((await gw.admin('POST', '/cards', { card_id: registered, agent_id: roomy.agentId, processor: 'stripe' })).status, 201);
+    assert.deepEqual(await swipe({ cardId: registered, agentId: tight.agentId, cardholderMetadata: { agent_id: tight.agentId } }), { approved: true, reason: 'allowed', agent: roomy.agentId }, 'registered to one agent, named for another: the registry wins');
+    assert.deepEqual(await swipe({ cardId: uniqueId('ic'), agentId: tight.agentId, cardholderMetadata: { agent_id: roomy.agentId } }), { approved: false, reason: 'max_amount', agent: tight.agentId }, "the card's own metadata before its cardholder's");
+    assert.deepEqual(await swipe({ cardId: uniqueId('ic'), agentId: null, cardholderMetadata: { agent_id: roomy.agentId } }), { approved: true, reason: 'allowed', agent: roomy.agentId }, "no agent on the card: the cardholder's");
+    const unknown = await swipe({ cardId: uniqueId('ic'), agentId: 'agent-nobody-created' });
+    assert.deepEqual({ approved: unknown.approved, reason: unknown.reason, agent: unknown.agent }, { approved: false, reason: 'unknown_agent', agent: undefined }, 'an agent that does not exist: declined, nothing recorded');
+  });
+
   test('when the card is frozen in the registry, then it is declined even though Stripe still sees it active', async () => {
     const { agentId } = await agentWithPolicy(gw, dailyHundred);
     const cardId = uniqueId('ic');
