@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { moneyAction } from '../../src/mirror/actions.js';
 import type { StripeLookup } from '../../src/mirror/actions.js';
-import { cardControlParams } from '../../src/mirror/card-controls.js';
+import { cardControlParams, cardSpendingControls } from '../../src/mirror/card-controls.js';
 import { classify } from '../../src/mirror/classify.js';
 import { UnreadableForm, ambiguousParameter, parseForm } from '../../src/mirror/form.js';
 import { upstreamIdempotencyKey } from '../../src/mirror/forward.js';
@@ -155,6 +155,44 @@ describe('cardControlParams()', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(controls.spending_limits)), [{ amount: '1000', interval: 'per_authorization' }, { amount: '2500', interval: 'daily' }]);
     assert.ok((controls.blocked_categories as string[]).includes('betting_casino_gambling'));
     assert.deepEqual(controls.allowed_merchant_countries, ['CA', 'US']);
+  });
+});
+
+describe('cardSpendingControls()', () => {
+  test('every card rule becomes the control Stripe enforces; rules Stripe cannot express on a card are left to the gateway', () => {
+    const policy = compilePolicy({ policy_id: 'cards', rules: [
+      { rule_id: 'per', rule_type: 'max_amount', parameters: { limit: 50, currency: 'USD' } },
+      { rule_id: 'per-eur', rule_type: 'max_amount', parameters: { limit: 40, currency: 'EUR' } },
+      { rule_id: 'day', rule_type: 'velocity_limit', parameters: { limit: 200, currency: 'USD', window: 'daily' } },
+      { rule_id: 'week', rule_type: 'velocity_limit', parameters: { limit: 600, currency: 'USD', window: 'weekly' } },
+      { rule_id: 'month', rule_type: 'velocity_limit', parameters: { limit: 1500.25, currency: 'USD', window: 'monthly' } },
+      { rule_id: 'hour', rule_type: 'velocity_limit', parameters: { limit: 20, currency: 'USD', window: 'hourly' } },
+      { rule_id: 'refunds', rule_type: 'max_amount', parameters: { limit: 5, currency: 'USD', action_types: ['refund'] } },
+      { rule_id: 'saas-travel', rule_type: 'category_allowlist', parameters: { categories: ['software_saas', 'travel'] } },
+      { rule_id: 'saas', rule_type: 'category_allowlist', parameters: { categories: ['software_saas'] } },
+      { rule_id: 'where', rule_type: 'country_restriction', parameters: { allowed_countries: ['us', 'CA', 'DE'] } },
+      { rule_id: 'not-de', rule_type: 'country_restriction', parameters: { blocked_countries: ['DE'] } },
+    ] }, 1);
+    const controls = cardSpendingControls(policy, 'usd');
+    assert.deepEqual(controls.limits, [
+      { amount: 5000, interval: 'per_authorization' },
+      { amount: 20000, interval: 'daily' },
+      { amount: 60000, interval: 'weekly' },
+      { amount: 150025, interval: 'monthly' },
+    ], 'USD limits only; no hourly interval at Stripe; a refund-only rule is not a card limit');
+    const saas = compilePolicy({ policy_id: 'saas', rules: [{ rule_id: 'saas', rule_type: 'category_allowlist', parameters: { categories: ['software_saas'] } }] }, 1);
+    assert.deepEqual(controls.allowedCategories, cardSpendingControls(saas, 'usd').allowedCategories, 'two allowlists: only what both allow');
+    assert.ok((controls.allowedCategories ?? []).length > 0);
+    assert.equal(controls.blockedCategories, null, 'Stripe takes allowed or blocked categories, not both');
+    assert.deepEqual([controls.allowedCountries, controls.blockedCountries], [['CA', 'US'], null], 'allowed countries minus the blocked ones');
+
+    const blockOnly = compilePolicy({ policy_id: 'b', rules: [
+      { rule_id: 'no-gambling', rule_type: 'category_blocklist', parameters: { categories: ['gambling'] } },
+      { rule_id: 'not-there', rule_type: 'country_restriction', parameters: { blocked_countries: ['KP'] } },
+    ] }, 1);
+    const blocked = cardSpendingControls(blockOnly, 'usd');
+    assert.deepEqual([blocked.limits, blocked.allowedCategories, blocked.allowedCountries, blocked.blockedCountries], [[], null, null, ['KP']]);
+    assert.ok(blocked.blockedCategories?.includes('betting_casino_gambling'));
   });
 });
 
