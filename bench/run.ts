@@ -30,9 +30,10 @@ try {
   console.log(`postgres: ${settings.rows.map((r: { name: string; setting: string }) => `${r.name}=${r.setting}`).join(' ')}`);
   // This VM's speed moves by up to 2x between hours with no CPU steal shown: a fixed piece of pure
   // CPU work, timed before anything else, places the run's figures against other runs'.
-  console.log(`speed probe: decide() ${benchDecide().perDecisionUs.toFixed(2)} µs per decision on one core, no I/O (the lower, the faster this VM runs now)`);
+  const probe = benchDecide();
+  console.log(`speed probe: decide() ${probe.perDecisionUs.toFixed(2)} µs per decision on one core, no I/O (the lower, the faster this VM runs now)`);
 
-  if (wanted('policy')) await policySection();
+  if (wanted('policy')) await policySection(probe);
   if (wanted('mirror')) await mirrorSection();
   if (wanted('authorizations')) await authorizationSection();
   if (wanted('freeze')) await freezeSection();
@@ -127,8 +128,8 @@ async function authorizationSection() {
   goal(`p99 <= 10 ms at 500/s (median p99 of the floors: parse-only server ${floor ? median(floor.map((f) => f.p99Ms)) : '?'} ms, durable write ${diskMedian} ms)`, fixed, (f) => f.p99Ms <= 10, (f) => `${f.p99Ms} ms`);
 }
 
-async function policySection() {
-  const d = benchDecide();
+/** `d`: the speed probe's measurement, which is the policy section's decide() figure too. */
+async function policySection(d: ReturnType<typeof benchDecide>) {
   console.log(`\ndecide(): ${d.rules}-rule policy: ${d.perDecisionUs.toFixed(2)} µs per decision (${d.decisionsPerSecond.toLocaleString('en')} decisions/s, one core)`);
 
   console.log('\nledger that has grown (a database of its own): one agent, one check and its settlement at a time (p50), on one connection');

@@ -135,7 +135,7 @@ describe('Stripe issuing_authorization.request', () => {
     assert.deepEqual(await swipe({ cardId: uniqueId('ic'), agentId: tight.agentId, cardholderMetadata: { agent_id: roomy.agentId } }), { approved: false, reason: 'max_amount', agent: tight.agentId }, "the card's own metadata before its cardholder's");
     assert.deepEqual(await swipe({ cardId: uniqueId('ic'), agentId: null, cardholderMetadata: { agent_id: roomy.agentId } }), { approved: true, reason: 'allowed', agent: roomy.agentId }, "no agent on the card: the cardholder's");
     const unknown = await swipe({ cardId: uniqueId('ic'), agentId: 'agent-nobody-created' });
-    assert.deepEqual({ approved: unknown.approved, reason: unknown.reason, agent: unknown.agent }, { approved: false, reason: 'unknown_agent', agent: undefined }, 'an agent that does not exist: declined, nothing recorded');
+    assert.deepEqual(unknown, { approved: false, reason: 'unknown_agent', agent: undefined }, 'an agent that does not exist: declined, nothing recorded');
   });
 
   test('when the card is frozen in the registry, then it is declined even though Stripe still sees it active', async () => {
