@@ -77,6 +77,14 @@ export const PLANNER_SETTINGS = `select ${Object.entries({
 }).map(([name, value]) => `set_config('${name}', '${value}', true)`).join(', ')}`;
 
 /**
+ * The settings and every lock of a transaction in one named statement, planned once per connection:
+ * as a simple query with the keys written in, PostgreSQL parsed, analyzed and planned it for every
+ * transaction (~0.2 ms of a lone reservation on this VM). unnest returns the keys in the array's
+ * order, so they are locked in key order.
+ */
+const LOCK_AGENTS = `${PLANNER_SETTINGS}, (select count(pg_advisory_xact_lock(k)) from unnest($1::bigint[]) as k)`;
+
+/**
  * BEGIN, lock the agents (always in key order, so two processes locking overlapping sets cannot
  * deadlock), run `work`, COMMIT — on one pooled connection; ROLLBACK on any error.
  *
@@ -92,12 +100,10 @@ export async function inTransaction<T>(knex: Knex, agentIds: string[], work: (tx
   const tx: Tx = { knex, connection, unawaited: [], durable: true };
   const keys = [...new Set(agentIds.map(agentLockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   try {
-    // Literal integers only (no parameters), so this is one simple-protocol message; the settings
-    // and every lock are one statement after BEGIN, not one per agent (PostgreSQL parses, plans and
-    // answers each). unnest returns the keys in the array's order, so they are locked in key order.
+    // The settings and every lock are one statement after BEGIN, not one per agent (PostgreSQL
+    // parses, plans and answers each).
     coalesceWrites(connection);
-    const locks = keys.length > 0 ? `, (select count(pg_advisory_xact_lock(k)) from unnest('{${keys.join(',')}}'::bigint[]) as k)` : '';
-    const begun = connection.query(`begin; ${PLANNER_SETTINGS}${locks}`);
+    const begun = Promise.all([connection.query('begin'), connection.query({ name: 'ledger_lock', text: LOCK_AGENTS, values: [keys.map(String)] })]);
     begun.catch(() => undefined); // reported below
     let result: T;
     try {
