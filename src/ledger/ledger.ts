@@ -112,6 +112,8 @@ interface SettleJob {
   amount?: number;
   reference?: string;
   known?: KnownReservation;
+  /** SettleOptions.revise. */
+  revise?: boolean;
   /** performance.now() until which it waits for a check of its agent to ride with (SettleOptions.defer). */
   deferUntil?: number;
   resolve(status: ReservationStatus): void;
@@ -154,6 +156,13 @@ export interface SettleOptions {
    * the agent's next check, and go in that check's transaction instead of one of its own.
    */
   defer?: boolean;
+  /**
+   * What moved is now known better than when it was committed: a payment authorized for a later
+   * capture was captured for less (`committed` at the captured amount) or canceled (`released`).
+   * Applies to a committed reservation too (a released one stays released); given twice, the
+   * second changes nothing.
+   */
+  revise?: boolean;
 }
 
 export interface LedgerOptions {
@@ -575,8 +584,9 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     const row = reservations.get(`${job.agentId}\u0000${job.idempotencyKey}`);
     if (!row) return new Error(`no reservation for agent ${job.agentId} with key ${job.idempotencyKey}`);
     const current = row.status;
-    if (current === 'committed' || (current === 'released' && job.status !== 'committed')) return current;
     const amount = job.amount ?? row.countedAmount;
+    if (current === 'released' && (job.revise || job.status !== 'committed')) return current;
+    if (current === 'committed' && (!job.revise || (job.status === 'committed' && amount === row.countedAmount))) return current;
     const facts: ReservationFacts = { actionType: row.actionType, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.createdAt };
     const before = contribution(current, row.countedAmount);
     const after = contribution(job.status, amount);

@@ -20,7 +20,9 @@ import type { Classification } from './classify.js';
 import { policyRefusal, stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
 import type { Settled, Settlements } from './settlements.js';
+import { relay } from './forward.js';
 import type { ForwardContext, UpstreamAnswer } from './forward.js';
+import { capturesMore, countedHold, reviseHold } from './holds.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
 
@@ -100,9 +102,10 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // A capture of a payment the gateway already counted when it was authorized (confirm with
   // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
-  if (isCapture && found.objectId && (await withinDeadline(alreadyCounted(deps, agentId, found.objectId), deadline, deadlineMs))) {
-    deps.forwarder.passthrough(req, res, { ...call.forward, rawBody: call.rawBody });
-    return;
+  const hold = isCapture && found.objectId ? await withinDeadline(countedHold(deps, agentId, found.objectId), deadline, deadlineMs) : undefined;
+  if (hold) {
+    if (capturesMore(res, hold, found.action.amount)) return;
+    return reviseHold(deps, { req, res, log, agentId, forward: { ...call.forward, rawBody: call.rawBody } }, hold, 'capture');
   }
 
   let body = call.rawBody;
@@ -275,12 +278,6 @@ async function afterDeadline(deps: MirrorDeps, call: CheckedCall, ledgerKey: str
   }
 }
 
-async function alreadyCounted({ knex, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<boolean> {
-  await settlements.flush(agentId); // the object id is written when the call that made it is settled
-  const row = await knex('decisions').where({ agent_id: agentId, reference: objectId, source: 'stripe' }).whereIn('status', ['reserved', 'committed', 'unknown']).first('id');
-  return row !== undefined;
-}
-
 /**
  * What Stripe says moved, from its answer: the amount counted is Stripe's, not the one read before
  * forwarding (an intent's amount can change in between).
@@ -321,16 +318,4 @@ function settlementOf(answer: UpstreamAnswer, currency: string): { status: Settl
   const amount = reportedAmount(parsed, currency);
   const awaitsCapture = (parsed.object === 'payment_intent' && parsed.status === 'requires_capture') || (parsed.object === 'charge' && parsed.captured === false);
   return { status: 'committed', options: { ...(reference ? { reference } : {}), ...(amount !== undefined ? { amount } : {}) }, awaitsCapture };
-}
-
-/** Stripe's answer to the agent, as buffered: its headers (Stripe's Request-Id over ours), the body's length. */
-function relay(res: ServerResponse, answer: UpstreamAnswer): void {
-  if (res.headersSent) return;
-  const headers: string[] = [];
-  for (let i = 0; i < answer.headers.length; i += 2) {
-    if ((answer.headers[i] as string).toLowerCase() !== 'content-length') headers.push(answer.headers[i] as string, answer.headers[i + 1] as string);
-  }
-  headers.push('Content-Length', String(answer.body.length));
-  res.writeHead(answer.status, headers);
-  res.end(answer.body);
 }

@@ -18,6 +18,8 @@ export type MoneyEndpoint =
 export type Classification =
   | { kind: 'money'; endpoint: MoneyEndpoint; id?: string }
   | { kind: 'privileged'; reason: string }
+  /** Cancels a PaymentIntent: forwarded, and frees what it counts if the gateway counted it (holds.ts). */
+  | { kind: 'cancel'; id: string }
   | { kind: 'other' };
 
 type Form = Record<string, unknown>;
@@ -54,6 +56,7 @@ const ROUTES: Route[] = [
   { method: 'POST', pattern: /^\/v1\/payment_intents$/, classify: (form) => (truthy(form.confirm) ? { kind: 'money', endpoint: 'payment_intent_create' } : { kind: 'other' }) },
   { method: 'POST', pattern: /^\/v1\/payment_intents\/([^/]+)\/confirm$/, classify: money('payment_intent_confirm') },
   { method: 'POST', pattern: /^\/v1\/payment_intents\/([^/]+)\/capture$/, classify: money('payment_intent_capture') },
+  { method: 'POST', pattern: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, classify: (_form, id) => ({ kind: 'cancel', id: id ?? '' }) },
   { method: 'POST', pattern: /^\/v1\/payment_intents\/([^/]+)\/increment_authorization$/, classify: forbidden('incrementing an authorization is not supported by the gateway yet') },
   { method: 'POST', pattern: /^\/v1\/charges$/, classify: money('charge_create') },
   { method: 'POST', pattern: /^\/v1\/charges\/([^/]+)\/capture$/, classify: money('charge_capture') },

@@ -227,3 +227,15 @@ export function createForwarder(apiBase: string, options: { timeoutMs: number })
 
   return { passthrough, checked, close: () => pool.destroy() };
 }
+
+/** Stripe's answer to the agent, as buffered: its headers (Stripe's Request-Id over ours), the body's length. */
+export function relay(res: ServerResponse, answer: UpstreamAnswer): void {
+  if (res.headersSent) return;
+  const headers: string[] = [];
+  for (let i = 0; i < answer.headers.length; i += 2) {
+    if ((answer.headers[i] as string).toLowerCase() !== 'content-length') headers.push(answer.headers[i] as string, answer.headers[i + 1] as string);
+  }
+  headers.push('Content-Length', String(answer.body.length));
+  res.writeHead(answer.status, headers);
+  res.end(answer.body);
+}

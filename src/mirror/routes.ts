@@ -11,6 +11,8 @@ import type { AgentPolicy } from '../policy/store.js';
 import { classify } from './classify.js';
 import { UnreadableForm, ambiguousParameter, parseForm } from './form.js';
 import { checkedCall } from './checked-call.js';
+import { countedHold, reviseHold } from './holds.js';
+import type { CountedHold } from './holds.js';
 import type { MirrorDeps } from './checked-call.js';
 import { stripeError } from './errors.js';
 import { DEFAULT_DEADLINE_MS, MirrorDeadlineExceeded, withinDeadline } from './deadline.js';
@@ -194,6 +196,8 @@ async function handle(deps: MirrorDeps, req: IncomingMessage, res: ServerRespons
       return stripeError(ctx.own(res), 403, { type: 'invalid_request_error', code: 'spend_forbidden_operation', message: `spendgate refused this call: ${classification.reason}.` });
     case 'other':
       return deps.forwarder.passthrough(req, res, forward);
+    case 'cancel':
+      return cancelCall(deps, req, res, ctx, principal.agentId, forward, classification.id, deadline);
     case 'money': {
       if (agentKey !== undefined && (agentKey.length === 0 || agentKey.length > 255)) {
         return stripeError(ctx.own(res), 400, { type: 'invalid_request_error', param: 'Idempotency-Key', message: 'Idempotency-Key must be 1-255 characters' });
@@ -224,4 +228,21 @@ function outsideAllowedEndpoints(bound: AgentPolicy | undefined, method: string,
   if (!isCanonicalPath(path)) return `spendgate refused this call: with security.allowed_endpoints set, paths must be canonical (${path}).`;
   if (endpointAllowed(patterns, method, path)) return undefined;
   return `spendgate refused this call: ${method} ${path} is not in this agent's security.allowed_endpoints.`;
+}
+
+/**
+ * A PaymentIntent cancel: forwarded whatever happens (it moves no money), and if the gateway
+ * counted the intent when it was authorized, that count is released once Stripe confirms. Without
+ * the database it is forwarded all the same, and the intent stays counted.
+ */
+async function cancelCall(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, agentId: string, forward: ForwardContext, intentId: string, deadline: number): Promise<void> {
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  let hold: CountedHold | undefined;
+  try {
+    hold = await withinDeadline(countedHold(deps, agentId, intentId), deadline, deadlineMs);
+  } catch (error) {
+    ctx.log.error({ err: error, agent_id: agentId }, 'could not look up a canceled PaymentIntent; forwarded, and it stays counted if it was');
+  }
+  if (!hold) return deps.forwarder.passthrough(req, res, forward);
+  return reviseHold(deps, { req, res: ctx.own(res), log: ctx.log, agentId, forward }, hold, 'cancel');
 }

@@ -1025,6 +1025,72 @@ test('when an agent creates a $30 charge with capture=false and then captures it
   assert.equal(rest.status, 'succeeded');
 });
 
+const FIFTY_A_DAY = [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }];
+
+test('when an agent captures $25 of a $40 manual-capture PaymentIntent, then the day counts the $25 captured and the $15 never taken is the agent\'s again', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
+  const stripe = sdk(key);
+  const intent = await stripe.paymentIntents.create({ amount: 4000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 4000, count: 1 }, 'authorized: $40 counted');
+  const at = mark();
+  const captured = await stripe.paymentIntents.capture(intent.id, { amount_to_capture: 2500 }, { idempotencyKey: `cap-${intent.id}` });
+  assert.equal(captured.amount_received, 2500);
+  assert.equal(writes(at).length, 1);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 2500, count: 1 }, 'what Stripe captured, not what was authorized');
+  // The same capture retried (Stripe replays its answer) changes nothing.
+  const replayed = await stripe.paymentIntents.capture(intent.id, { amount_to_capture: 2500 }, { idempotencyKey: `cap-${intent.id}` });
+  assert.equal(replayed.id, intent.id);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 2500, count: 1 });
+  assert.equal((await decisions(agentId)).length, 1, 'neither capture is a decision of its own');
+  // $25 left: exactly that fits, a cent more does not.
+  await assertRefused(stripe.paymentIntents.create({ amount: 2501, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' }), { code: 'spend_policy_blocked', reason: 'velocity_limit', ruleId: 'daily' });
+  assert.equal((await stripe.paymentIntents.create({ amount: 2500, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' })).status, 'succeeded');
+});
+
+test('when an agent captures $10 of a $30 charge made with capture=false, then the day counts $10', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
+  const stripe = sdk(key);
+  const charge = await stripe.charges.create({ amount: 3000, currency: 'usd', source: 'tok_visa', capture: false });
+  const captured = await stripe.charges.capture(charge.id, { amount: 1000 });
+  assert.equal(captured.amount_captured, 1000);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 1000, count: 1 });
+  assert.equal((await stripe.charges.create({ amount: 4000, currency: 'usd', source: 'tok_visa' })).status, 'succeeded', 'the $20 never taken is free again');
+});
+
+test('when an agent cancels a manual-capture PaymentIntent it authorized, then its $40 is released; a cancel of an intent the gateway never counted passes through unchanged', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
+  const stripe = sdk(key);
+  const intent = await stripe.paymentIntents.create({ amount: 4000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
+  const canceled = await stripe.paymentIntents.cancel(intent.id);
+  assert.equal(canceled.status, 'canceled');
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 0, count: 0 });
+  assert.equal((await decisions(agentId))[0].status, 'released');
+  assert.equal((await stripe.paymentIntents.create({ amount: 5000, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' })).status, 'succeeded', 'the whole day is free again');
+
+  const uncounted = await stripe.paymentIntents.create({ amount: 9000, currency: 'usd' }); // not confirmed: not checked, not counted
+  const at = mark();
+  assert.equal((await stripe.paymentIntents.cancel(uncounted.id, { cancellation_reason: 'abandoned' })).cancellation_reason, 'abandoned');
+  assert.equal(since(at)[0]?.body.toString(), 'cancellation_reason=abandoned', 'forwarded as sent');
+  // Stripe refuses a second cancel; its error comes back and nothing is counted or released.
+  await assert.rejects(stripe.paymentIntents.cancel(intent.id), (error: unknown) => error instanceof Stripe.errors.StripeInvalidRequestError);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 5000, count: 1 });
+});
+
+test('when an agent tries to capture more than it was authorized for, then it gets StripePermissionError and nothing reaches Stripe', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
+  const stripe = sdk(key);
+  const intent = await stripe.paymentIntents.create({ amount: 2000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
+  const at = mark();
+  await assert.rejects(stripe.paymentIntents.capture(intent.id, { amount_to_capture: 2001 }), (error: unknown) => {
+    assert.ok(error instanceof Stripe.errors.StripePermissionError);
+    assert.equal(error.code, 'spend_forbidden_operation');
+    assert.match(error.message, /counted 20\.00 USD .* capturing more \(20\.01 USD\) is not supported/);
+    return true;
+  });
+  assert.equal(writes(at).length, 0);
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 2000, count: 1 });
+});
+
 /** POST a hand-written form (as curl would) with the agent key. */
 async function postForm(key: string, pathAndQuery: string, body: string | FormData): Promise<{ status: number; body: Json }> {
   const res = await fetch(`${gw.agentUrl}${pathAndQuery}`, {

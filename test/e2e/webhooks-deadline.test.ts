@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
 import type { EmbeddedDatabase } from '../../src/db/embedded.js';
-import { agentWithPolicy, stallAgent, startTestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, freezeCluster, stallAgent, startTestGateway } from '../helpers/gateway.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
 
@@ -131,5 +131,34 @@ describe('a stopped database', () => {
     await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
     assert.equal(Number(counter.reserved), 200);
+  });
+
+  test('when PostgreSQL freezes (connections open, nothing answers), then answers arrive in time by fail mode, and after the thaw the swipes declined meanwhile leave nothing reserved', { timeout: 30_000 }, async () => {
+    const { agentId } = await agentWithPolicy(gw, dailyHundred);
+    assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
+    const thaw = freezeCluster(path.join(dir, 'postgres'));
+    let frozen;
+    try {
+      // Two at once (one batch in flight when the database froze, one queued behind it), then one more.
+      frozen = [...(await Promise.all([ask(gw, agentId, 100), ask(gw, agentId, 100)])), await ask(gw, agentId, 100)];
+    } finally {
+      thaw();
+    }
+    for (const { status, answer, ms } of frozen) {
+      assert.equal(status, 200);
+      assert.equal(answer.approved, false);
+      assert.match(answer.metadata.spend_reason ?? '', /^fail_mode_/);
+      assert.ok(ms < DEADLINE_MS + 250, `answered in ${Math.round(ms)} ms`);
+    }
+    await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
+    // Whatever the frozen swipes' decisions did once the database answered again was undone: the
+    // day holds the two approved swipes and nothing else.
+    await eventually(async () => {
+      const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+      return Number(counter.reserved) === 200;
+    });
+    await gw.deps.ledger.flush();
+    const reserved = await gw.knex('decisions').where({ agent_id: agentId, status: 'reserved' }).count({ n: '*' });
+    assert.equal(Number(reserved[0]?.n), 2, 'two reservations: the swipes approved');
   });
 });

@@ -119,6 +119,30 @@ test('when reservations are committed, released or marked unknown, then the budg
   assert.equal((await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'a' }).first()).reference, 'pi_123');
 });
 
+test('when a committed payment is revised (captured for less, or canceled), then the budget counts what moved, once, and a released one stays released', async () => {
+  const agent = await agentWith(dailyFifty);
+  for (const key of ['held', 'canceled', 'spent']) assert.equal((await ledger.check(input(agent, key, { amount: 1500 }))).decision.decision, 'allow');
+  for (const key of ['held', 'canceled', 'spent']) await ledger.settle(agent.agentId, key, 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'held', 'committed', { amount: 500 }), 'committed');
+  assert.equal((await counters(agent.agentId))[0].spent, 4500, 'without revise, committed is final');
+
+  assert.equal(await ledger.settle(agent.agentId, 'held', 'committed', { amount: 500, revise: true }), 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'canceled', 'released', { revise: true }), 'released');
+  const [counter] = await counters(agent.agentId);
+  assert.deepEqual({ reserved: counter.reserved, spent: counter.spent, count: counter.count }, { reserved: 0, spent: 2000, count: 2 });
+  // Given again (a retried capture, a cancel replayed), nothing changes.
+  assert.equal(await ledger.settle(agent.agentId, 'held', 'committed', { amount: 500, revise: true }), 'committed');
+  assert.equal(await ledger.settle(agent.agentId, 'canceled', 'released', { revise: true }), 'released');
+  assert.equal(await ledger.settle(agent.agentId, 'canceled', 'committed', { amount: 1500, revise: true }), 'released', 'a revise never brings a released payment back');
+  const [again] = await counters(agent.agentId);
+  assert.deepEqual({ reserved: again.reserved, spent: again.spent, count: again.count }, { reserved: 0, spent: 2000, count: 2 });
+  const held = await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'held' }).first('status', 'counted_amount');
+  assert.deepEqual({ ...held, counted_amount: Number(held.counted_amount) }, { status: 'committed', counted_amount: 500 });
+  // The $30 freed is the agent's again: 20 counted, 30 left.
+  assert.equal((await ledger.check(input(agent, 'rest', { amount: 3001 }))).decision.decision, 'block');
+  assert.equal((await ledger.check(input(agent, 'rest2', { amount: 3000 }))).decision.decision, 'allow');
+});
+
 /** Every counter of an agent, without the agent id: comparable across agents. */
 async function counterValues(agentId: string) {
   const rows = await knex('usage_counters').where({ agent_id: agentId }).orderBy(['window', 'currency', 'action_filter', 'counterparty']);
