@@ -585,6 +585,7 @@ export function createLedger(knex: Knex, options: LedgerOptions = {}): Ledger {
     if (!row) return new Error(`no reservation for agent ${job.agentId} with key ${job.idempotencyKey}`);
     const current = row.status;
     const amount = job.amount ?? row.countedAmount;
+    if (job.revise && job.status === 'unknown') return new Error('a revise says what moved: committed or released, never unknown');
     if (current === 'released' && (job.revise || job.status !== 'committed')) return current;
     if (current === 'committed' && (!job.revise || (job.status === 'committed' && amount === row.countedAmount))) return current;
     const facts: ReservationFacts = { actionType: row.actionType, amount, currency: row.currency, counterparty: row.counterparty, occurredAt: row.createdAt };

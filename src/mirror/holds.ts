@@ -19,13 +19,24 @@ export interface CountedHold {
   currency: string;
 }
 
-/** The counted decision of the Stripe object `objectId`, if the agent's call that made it was checked here. */
-export async function countedHold({ knex, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<CountedHold | undefined> {
+/** The calls that authorize a payment: a capture's hold is the decision of one of them. */
+const AUTHORIZING = ['payment_intent_create', 'payment_intent_confirm', 'charge_create'];
+
+/**
+ * The counted decision that authorized the Stripe object `objectId`, if the agent's call that made
+ * it was checked here. Several (an intent counted at create and again at confirm) count at least
+ * what any capture can take: the capture is not counted again, but none of them is revised.
+ */
+export async function countedHold({ knex, settlements }: MirrorDeps, agentId: string, objectId: string): Promise<CountedHold | 'several' | undefined> {
   await settlements.flush(agentId); // the object id is written when the call that made it is settled
-  const row = await knex('decisions')
-    .where({ agent_id: agentId, reference: objectId, source: 'stripe' })
+  const rows = await knex('decisions')
+    .where({ agent_id: agentId, reference: objectId, source: 'stripe', action_type: 'payment' })
     .whereIn('status', ['reserved', 'committed', 'unknown'])
-    .first('idempotency_key', 'counted_amount', 'currency');
+    .whereRaw(`metadata->>'endpoint' = any(?)`, [AUTHORIZING])
+    .select('idempotency_key', 'counted_amount', 'currency')
+    .limit(2);
+  if (rows.length > 1) return 'several';
+  const [row] = rows;
   return row ? { idempotencyKey: row.idempotency_key, amount: Number(row.counted_amount), currency: String(row.currency).toLowerCase() } : undefined;
 }
 
@@ -60,7 +71,8 @@ export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: Counted
     forward.onAnswer = async (answer: UpstreamAnswer) => {
       try {
         const revised = revision(answer, hold, kind);
-        if (revised) await deps.settlements.settle(log, agentId, hold.idempotencyKey, revised.status, { ...revised.options, revise: true });
+        if (revised === 'unreadable') log.warn({ agent_id: agentId, status: answer.status }, `Stripe's answer to a ${kind} did not say what moved; the payment stays counted at the amount authorized`);
+        else if (revised) await deps.settlements.settle(log, agentId, hold.idempotencyKey, revised.status, { ...revised.options, revise: true });
       } catch (error) {
         log.error({ err: error, agent_id: agentId, status: answer.status }, `recording the ${kind} failed; the payment stays counted at the amount authorized`);
       } finally {
@@ -82,21 +94,32 @@ export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: Counted
   });
 }
 
-/** What Stripe's answer says became of the hold; undefined when it changes nothing. */
+/**
+ * What Stripe's answer says became of the hold: undefined when it changes nothing (a refusal, a
+ * partial capture with more to come), 'unreadable' when a 2xx answer does not say.
+ */
 function revision(answer: UpstreamAnswer, hold: CountedHold, kind: 'capture' | 'cancel') {
   if (answer.status < 200 || answer.status >= 300) return undefined;
   let object: Record<string, unknown>;
   try {
     object = JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
   } catch {
-    return undefined;
+    return 'unreadable' as const;
   }
-  if (typeof object.currency !== 'string' || object.currency.toLowerCase() !== hold.currency) return undefined;
-  if (kind === 'cancel') return object.object === 'payment_intent' && object.status === 'canceled' ? { status: 'released' as const, options: {} } : undefined;
-  const captured =
-    object.object === 'payment_intent' && object.status === 'succeeded' ? object.amount_received
-    : object.object === 'charge' && object.captured === true ? object.amount_captured
-    : undefined;
-  if (!Number.isSafeInteger(captured) || (captured as number) < 0 || captured === hold.amount) return undefined;
-  return captured === 0 ? { status: 'released' as const, options: {} } : { status: 'committed' as const, options: { amount: captured as number } };
+  if (typeof object.currency !== 'string' || object.currency.toLowerCase() !== hold.currency) return 'unreadable' as const;
+  let moved: unknown;
+  if (object.object === 'payment_intent') {
+    // Canceled after partial captures (multicapture), what was captured stays spent.
+    if (object.status === 'canceled') moved = object.amount_received ?? 0;
+    else if (object.status === 'succeeded') moved = object.amount_received;
+    else return undefined;
+  } else if (object.object === 'charge' && kind === 'capture') {
+    if (object.captured !== true) return undefined;
+    moved = object.amount_captured;
+  } else {
+    return 'unreadable' as const;
+  }
+  if (!Number.isSafeInteger(moved) || (moved as number) < 0) return 'unreadable' as const;
+  if (moved === hold.amount) return undefined;
+  return moved === 0 ? { status: 'released' as const, options: {} } : { status: 'committed' as const, options: { amount: moved as number } };
 }

@@ -237,12 +237,12 @@ function outsideAllowedEndpoints(bound: AgentPolicy | undefined, method: string,
  */
 async function cancelCall(deps: MirrorDeps, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, agentId: string, forward: ForwardContext, intentId: string, deadline: number): Promise<void> {
   const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  let hold: CountedHold | undefined;
+  let hold: CountedHold | 'several' | undefined;
   try {
     hold = await withinDeadline(countedHold(deps, agentId, intentId), deadline, deadlineMs);
   } catch (error) {
     ctx.log.error({ err: error, agent_id: agentId }, 'could not look up a canceled PaymentIntent; forwarded, and it stays counted if it was');
   }
-  if (!hold) return deps.forwarder.passthrough(req, res, forward);
+  if (!hold || hold === 'several') return deps.forwarder.passthrough(req, res, forward);
   return reviseHold(deps, { req, res: ctx.own(res), log: ctx.log, agentId, forward }, hold, 'cancel');
 }

@@ -134,6 +134,7 @@ test('when a committed payment is revised (captured for less, or canceled), then
   assert.equal(await ledger.settle(agent.agentId, 'held', 'committed', { amount: 500, revise: true }), 'committed');
   assert.equal(await ledger.settle(agent.agentId, 'canceled', 'released', { revise: true }), 'released');
   assert.equal(await ledger.settle(agent.agentId, 'canceled', 'committed', { amount: 1500, revise: true }), 'released', 'a revise never brings a released payment back');
+  await assert.rejects(ledger.settle(agent.agentId, 'held', 'unknown', { revise: true }), /never unknown/);
   const [again] = await counters(agent.agentId);
   assert.deepEqual({ reserved: again.reserved, spent: again.spent, count: again.count }, { reserved: 0, spent: 2000, count: 2 });
   const held = await knex('decisions').where({ agent_id: agent.agentId, idempotency_key: 'held' }).first('status', 'counted_amount');
