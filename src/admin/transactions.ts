@@ -62,7 +62,8 @@ function present(row: any) {
     endpoint: metadata.endpoint ?? null,
     amount: toMajorNumber(row.amount, row.currency),
     amount_minor: row.amount,
-    counted_minor: row.counted_amount,
+    // What it counts now: nothing once released (a mirror call keeps the amount it had reserved).
+    counted_minor: row.status === 'released' ? 0 : row.counted_amount,
     currency: String(row.currency).toUpperCase(),
     counterparty: row.counterparty || null,
     stripe_object_id: row.reference ?? null,

@@ -1065,6 +1065,8 @@ test('when an agent cancels a manual-capture PaymentIntent it authorized, then i
   assert.equal(canceled.status, 'canceled');
   assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 0, count: 0 });
   assert.equal((await decisions(agentId))[0].status, 'released');
+  const [canceledTx] = ((await gw.admin('GET', `/transactions?agent_id=${agentId}`)).body as { data: Json[] }).data;
+  assert.deepEqual([canceledTx.stripe_object_id, canceledTx.status, canceledTx.amount_minor, canceledTx.counted_minor], [intent.id, 'failed', 4000, 0], 'listed as counting nothing now');
   assert.equal((await stripe.paymentIntents.create({ amount: 5000, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' })).status, 'succeeded', 'the whole day is free again');
 
   const uncounted = await stripe.paymentIntents.create({ amount: 9000, currency: 'usd' }); // not confirmed: not checked, not counted
