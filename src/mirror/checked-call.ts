@@ -17,7 +17,7 @@ import { moneyAction } from './actions.js';
 import type { MoneyAction, StripeLookup } from './actions.js';
 import { cardControlParams } from './card-controls.js';
 import type { Classification } from './classify.js';
-import { policyRefusal, stripeError } from './errors.js';
+import { policyRefusal, stripeError, stripeUnanswered } from './errors.js';
 import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, withinDeadline } from './deadline.js';
 import type { Settled, Settlements } from './settlements.js';
 import { relay } from './forward.js';
@@ -180,14 +180,7 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
         log.error({ err: failure, agent_id: agentId }, 'could not settle after the Stripe call failed; the reservation stays counted until reconciled');
       } finally {
         log.error({ err: error, agent_id: agentId, sent }, sent ? 'Stripe did not answer; reservation kept as unknown' : 'Stripe unreachable; reservation released');
-        if (!res.headersSent) {
-          stripeError(res, sent ? 504 : 502, {
-            type: 'api_error',
-            message: sent
-              ? 'Stripe did not answer in time. The outcome is unknown and stays counted until it is reconciled; retrying with the same Idempotency-Key is safe.'
-              : 'spendgate could not reach Stripe; nothing was sent. Retry later.',
-          });
-        }
+        stripeUnanswered(res, sent, 'The outcome is unknown and stays counted until it is reconciled; retrying with the same Idempotency-Key is safe.');
         finish();
       }
     };

@@ -21,6 +21,17 @@ export function stripeError(res: ServerResponse, status: number, error: StripeEr
   res.end(body);
 }
 
+/**
+ * A forwarded call Stripe never answered: 504 if it was sent (Stripe may have acted on it; `outcome`
+ * says what the gateway keeps), 502 if it never left.
+ */
+export function stripeUnanswered(res: ServerResponse, sent: boolean, outcome: string): void {
+  stripeError(res, sent ? 504 : 502, {
+    type: 'api_error',
+    message: sent ? `Stripe did not answer in time. ${outcome}` : 'spendgate could not reach Stripe; nothing was sent. Retry later.',
+  });
+}
+
 export function policyRefusal(res: ServerResponse, checkId: string, decision: Decision): void {
   const escalate = decision.decision === 'escalate';
   stripeError(res, 402, {

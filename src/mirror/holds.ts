@@ -6,9 +6,9 @@
 // move money nobody checked, and is refused.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { toMajorString } from '../money.js';
+import { formatMoney } from '../money.js';
 import type { MirrorDeps } from './checked-call.js';
-import { stripeError } from './errors.js';
+import { stripeError, stripeUnanswered } from './errors.js';
 import { relay } from './forward.js';
 import type { ForwardContext, UpstreamAnswer } from './forward.js';
 
@@ -43,11 +43,10 @@ export async function countedHold({ knex, settlements }: MirrorDeps, agentId: st
 /** Refuses a capture for more than the hold counts: the rest would be money nobody checked. */
 export function capturesMore(res: ServerResponse, hold: CountedHold, amount: number): boolean {
   if (amount <= hold.amount) return false;
-  const money = (minor: number) => `${toMajorString(minor, hold.currency)} ${hold.currency.toUpperCase()}`;
   stripeError(res, 403, {
     type: 'invalid_request_error',
     code: 'spend_forbidden_operation',
-    message: `spendgate counted ${money(hold.amount)} when this payment was authorized; capturing more (${money(amount)}) is not supported by the gateway yet.`,
+    message: `spendgate counted ${formatMoney(hold)} when this payment was authorized; capturing more (${formatMoney({ amount, currency: hold.currency })}) is not supported by the gateway yet.`,
   });
   return true;
 }
@@ -82,12 +81,7 @@ export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: Counted
     };
     forward.onFailure = ({ error, sent }) => {
       log.error({ err: error, agent_id: agentId, sent }, `the ${kind} got no answer from Stripe; the payment stays counted at the amount authorized`);
-      stripeError(res, sent ? 504 : 502, {
-        type: 'api_error',
-        message: sent
-          ? 'Stripe did not answer in time. The outcome is unknown; retrying with the same Idempotency-Key is safe.'
-          : 'spendgate could not reach Stripe; nothing was sent. Retry later.',
-      });
+      stripeUnanswered(res, sent, 'The outcome is unknown; retrying with the same Idempotency-Key is safe.');
       resolve();
     };
     void deps.forwarder.checked(req, forward);

@@ -41,6 +41,7 @@ const MAX = { rule_id: 'max', rule_type: 'max_amount', description: 'At most $50
 const ESCALATE = { rule_id: 'esc', rule_type: 'escalate_if', description: 'Approval above $30', parameters: { amount_above: 30, currency: 'USD' } };
 const DAILY = { rule_id: 'daily', rule_type: 'velocity_limit', description: '$1000 a day', parameters: { limit: 1000, currency: 'USD', window: 'daily' } };
 const POLICY = [MAX, ESCALATE, DAILY];
+const FIFTY_A_DAY = [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }];
 
 /** An SDK client that talks to the gateway with a spendgate key. */
 function sdk(key: string, gateway: TestGateway = gw): Stripe {
@@ -871,7 +872,7 @@ test('when a call released after Stripe refused it is retried with the same key,
 // ---------------------------------------------------------------------------------------------
 
 test('when an agent with a $50 daily limit fires 200 concurrent $1 PaymentIntents, then exactly 50 reach Stripe and 150 are blocked', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }]);
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
   const stripe = sdk(key);
   const run = uniqueId('burst');
   const at = mark();
@@ -993,7 +994,7 @@ test('when an agent retrieves an object Stripe does not have, then Stripe\'s 404
 // ---------------------------------------------------------------------------------------------
 
 test('when an agent authorizes a $30 manual-capture PaymentIntent and then captures it under a $50 daily limit, then the capture goes through and the payment is counted once', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }]);
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
   const stripe = sdk(key);
   const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', confirm: true, capture_method: 'manual', payment_method: 'pm_card_visa' });
   assert.equal(intent.status, 'requires_capture');
@@ -1008,7 +1009,7 @@ test('when an agent authorizes a $30 manual-capture PaymentIntent and then captu
 });
 
 test('when an agent creates a $30 charge with capture=false and then captures it under a $50 daily limit, then the capture goes through and the charge is counted once', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }]);
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
   const stripe = sdk(key);
   const charge = await stripe.charges.create({ amount: 3000, currency: 'usd', source: 'tok_visa', capture: false });
   assert.equal(charge.captured, false);
@@ -1024,8 +1025,6 @@ test('when an agent creates a $30 charge with capture=false and then captures it
   const rest = await stripe.charges.create({ amount: 2000, currency: 'usd', source: 'tok_visa' });
   assert.equal(rest.status, 'succeeded');
 });
-
-const FIFTY_A_DAY = [{ rule_id: 'daily', rule_type: 'velocity_limit', description: '$50 a day', parameters: { limit: 50, currency: 'USD', window: 'daily' } }];
 
 test('when an agent captures $25 of a $40 manual-capture PaymentIntent, then the day counts the $25 captured and the $15 never taken is the agent\'s again', async () => {
   const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);

@@ -116,26 +116,11 @@ describe('a stopped database', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('when PostgreSQL stops, then answers still arrive in time by fail mode, and decisions resume when it is back', async () => {
-    const { agentId } = await agentWithPolicy(gw, dailyHundred);
-    assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
-    await db.stop();
-    for (let i = 0; i < 3; i++) {
-      const { status, answer, ms } = await ask(gw, agentId, 100);
-      assert.equal(status, 200);
-      assert.equal(answer.approved, false);
-      assert.match(answer.metadata.spend_reason ?? '', /^fail_mode_/);
-      assert.ok(ms < DEADLINE_MS + 250, `answered in ${Math.round(ms)} ms`);
-    }
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
-    await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
-    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
-    assert.equal(Number(counter.reserved), 200);
-  });
-
   test('when PostgreSQL freezes (connections open, nothing answers), then answers arrive in time by fail mode, and after the thaw the swipes declined meanwhile leave nothing reserved', { timeout: 30_000 }, async () => {
     const { agentId } = await agentWithPolicy(gw, dailyHundred);
-    assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
+    // Two approved first, so the process knows the agent's counters: a frozen swipe's reservation
+    // goes out whole (lock, write, commit) before any answer, and lands once the database thaws.
+    for (let i = 0; i < 2; i++) assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
     const thaw = freezeCluster(path.join(dir, 'postgres'));
     let frozen;
     try {
@@ -152,13 +137,30 @@ describe('a stopped database', () => {
     }
     await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
     // Whatever the frozen swipes' decisions did once the database answered again was undone: the
-    // day holds the two approved swipes and nothing else.
+    // day holds the three approved swipes and nothing else.
     await eventually(async () => {
       const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
-      return Number(counter.reserved) === 200;
+      return Number(counter.reserved) === 300;
     });
     await gw.deps.ledger.flush();
     const reserved = await gw.knex('decisions').where({ agent_id: agentId, status: 'reserved' }).count({ n: '*' });
-    assert.equal(Number(reserved[0]?.n), 2, 'two reservations: the swipes approved');
+    assert.equal(Number(reserved[0]?.n), 3, 'three reservations: the swipes approved');
+  });
+
+  test('when PostgreSQL stops, then answers still arrive in time by fail mode, and decisions resume when it is back', async () => {
+    const { agentId } = await agentWithPolicy(gw, dailyHundred);
+    assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
+    await db.stop();
+    for (let i = 0; i < 3; i++) {
+      const { status, answer, ms } = await ask(gw, agentId, 100);
+      assert.equal(status, 200);
+      assert.equal(answer.approved, false);
+      assert.match(answer.metadata.spend_reason ?? '', /^fail_mode_/);
+      assert.ok(ms < DEADLINE_MS + 250, `answered in ${Math.round(ms)} ms`);
+    }
+    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
+    const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
+    assert.equal(Number(counter.reserved), 200);
   });
 });
