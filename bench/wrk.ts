@@ -3,7 +3,9 @@
 // the load generator shares the gateway's two cores. Every request is distinct (pre-signed, sent in
 // order, never twice): a run that would reach the end of the list is refused, not wrapped around.
 import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -68,7 +70,13 @@ export async function wrkClosedLoop(port: number, requests: { body: string; sign
   const dir = await mkdtemp(path.join(tmpdir(), 'spendgate-wrk-'));
   try {
     const list = path.join(dir, 'requests.tsv');
-    await writeFile(list, requests.map((r) => `${r.signature}\t${r.body}`).join('\n') + '\n');
+    // Line by line: a fast run's list outgrows the longest string V8 can make (~512 MB).
+    const file = createWriteStream(list);
+    for (const r of requests) {
+      if (!file.write(`${r.signature}\t${r.body}\n`)) await new Promise<void>((resolve) => file.once('drain', () => resolve()));
+    }
+    file.end();
+    await finished(file);
     const script = path.join(dir, 'loop.lua');
     await writeFile(script, SCRIPT(list));
     // `times` prints the CPU the shell's children (wrk) used.
