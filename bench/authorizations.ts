@@ -243,7 +243,7 @@ export async function benchAuthorizations(databaseUrl: string, diskDir: string):
         ]);
         disk.push(await withSteal(() => durableWrites(diskDir, 500, 5000)));
       }
-      const unloaded = await withSteal(() => closedLoop('one at a time (unloaded latency)', many, useWrk ? 2000 : 1000, 1, 2));
+      const unloaded = await withSteal(() => closedLoop('one at a time (unloaded latency)', many, useWrk ? WRK_CEILING_PER_SECOND * 2 : 1000, 1, 2));
       return { rounds, disk, unloaded };
     } finally {
       await floor.stop();
