@@ -7,9 +7,10 @@
 // a gateway test cares about and reflects the rest.
 //
 // In-process:   const fake = await startFakeStripe(); new Stripe(key, { host: '127.0.0.1', port: fake.port, protocol: 'http' })
-// Standalone:   node --import tsx test/helpers/fake-stripe.ts [--port N] [--latency-ms N]  → prints {"port":N}
+// Standalone:   node --import tsx test/helpers/fake-stripe.ts [--port N] [--latency-ms N] [--max-stored N]  → prints {"port":N}
 // Benchmarks:   pass { record: false } in-process (the standalone server never records); stored objects
-//               and idempotency entries are capped (maxStored, default 20,000 each, oldest dropped first).
+//               and idempotency entries are capped (maxStored, default 20,000 each, oldest dropped first;
+//               events count as stored objects: each create or update records one).
 // Not modelled: 409 for concurrent requests with one idempotency key (the first result is stored before
 //               any latency, so a concurrent twin gets the replay), v2 JSON endpoints, webhooks.
 import { randomBytes } from 'node:crypto';
@@ -1360,7 +1361,7 @@ class FakeStripeServer implements FakeStripe {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Standalone: node --import tsx test/helpers/fake-stripe.ts [--port N] [--latency-ms N]
+// Standalone: node --import tsx test/helpers/fake-stripe.ts [--port N] [--latency-ms N] [--max-stored N]
 // ---------------------------------------------------------------------------------------------
 
 function isMainModule(): boolean {
@@ -1374,10 +1375,11 @@ function isMainModule(): boolean {
 }
 
 async function runStandalone(): Promise<void> {
-  const { values } = parseArgs({ options: { port: { type: 'string' }, 'latency-ms': { type: 'string' } } });
+  const { values } = parseArgs({ options: { port: { type: 'string' }, 'latency-ms': { type: 'string' }, 'max-stored': { type: 'string' } } });
   const fake = await startFakeStripe({
     port: values.port === undefined ? 0 : Number(values.port),
     latencyMs: values['latency-ms'] === undefined ? 0 : Number(values['latency-ms']),
+    ...(values['max-stored'] === undefined ? {} : { maxStored: Number(values['max-stored']) }),
     record: false,
   });
   process.stdout.write(`${JSON.stringify({ port: fake.port })}\n`);
