@@ -56,7 +56,7 @@ export function createWebhookHandler(deps: WebhookDeps) {
   // flood of forged requests must not become a flood of writes.
   const securityEvent = async (processor: string, reason: string, requestId: string): Promise<void> => {
     deps.metrics.webhookRejections.inc({ processor });
-    const now = Date.now();
+    const now = (deps.now?.() ?? new Date()).getTime();
     const last = lastLogged.get(processor);
     if (last && now - last.at < SECURITY_LOG_EVERY_MS) {
       last.suppressed++;
