@@ -22,7 +22,7 @@ import { DEFAULT_DEADLINE_MS, LATE, MirrorDeadlineExceeded, beforeDeadline, with
 import type { Settled, Settlements } from './settlements.js';
 import { relay } from './forward.js';
 import type { ForwardContext, UpstreamAnswer } from './forward.js';
-import { capturesMore, confirmsHold, countedHold, reviseHold } from './holds.js';
+import { capturesMore, countedHold, reviseHold } from './holds.js';
 import { UpstreamError } from './stripe-lookup.js';
 import { registerMirrorCard } from '../cards/mirror-card.js';
 
@@ -100,23 +100,16 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   }
 
   // A capture of a payment the gateway already counted when it was authorized (confirm with
-  // capture_method=manual, or a charge with capture=false) moves that money, not new money. So
-  // does a confirm of an intent counted when an earlier call confirmed it and Stripe left it for
-  // the customer to authenticate (requires_action), unless its amount has grown or its currency
-  // changed since (confirmsHold).
+  // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
-  const isConfirm = classification.endpoint === 'payment_intent_confirm';
-  const hold = (isCapture || isConfirm) && found.objectId ? await withinDeadline(countedHold(deps, agentId, found.objectId), deadline, deadlineMs) : undefined;
+  const hold = isCapture && found.objectId ? await withinDeadline(countedHold(deps, agentId, found.objectId), deadline, deadlineMs) : undefined;
   if (hold === 'several') {
     deps.forwarder.passthrough(req, res, { ...call.forward, rawBody: call.rawBody });
     return;
   }
-  if (hold && isCapture) {
+  if (hold) {
     if (capturesMore(res, hold, found.action.amount)) return;
     return reviseHold(deps, { req, res, log, agentId, forward: { ...call.forward, rawBody: call.rawBody } }, hold, 'capture');
-  }
-  if (hold && confirmsHold(hold, call.idempotencyKey, found.action)) {
-    return reviseHold(deps, { req, res, log, agentId, forward: { ...call.forward, rawBody: call.rawBody } }, hold, 'confirm');
   }
 
   let body = call.rawBody;

@@ -3,9 +3,7 @@
 // counts, at the amount authorized, so capturing them is not new money: the capture is forwarded
 // unchecked, and what Stripe says it captured replaces the amount authorized (the rest was never
 // taken). Canceling such a PaymentIntent releases it. Capturing more than was authorized would
-// move money nobody checked, and is refused. An intent counted when it was confirmed, and left by
-// Stripe for the customer to authenticate (requires_action), is confirmed again later
-// (confirmation_method=manual): that confirm moves the money already counted, too.
+// move money nobody checked, and is refused.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { formatMoney } from '../money.js';
@@ -19,8 +17,6 @@ export interface CountedHold {
   idempotencyKey: string;
   amount: number;
   currency: string;
-  /** The decision's status: committed once Stripe answered the call that made it. */
-  status: 'reserved' | 'committed' | 'unknown';
 }
 
 /** The calls that authorize a payment: a capture's hold is the decision of one of them. */
@@ -37,21 +33,11 @@ export async function countedHold({ knex, settlements }: MirrorDeps, agentId: st
     .where({ agent_id: agentId, reference: objectId, source: 'stripe', action_type: 'payment' })
     .whereIn('status', ['reserved', 'committed', 'unknown'])
     .whereRaw(`metadata->>'endpoint' = any(?)`, [AUTHORIZING])
-    .select('idempotency_key', 'counted_amount', 'currency', 'status')
+    .select('idempotency_key', 'counted_amount', 'currency')
     .limit(2);
   if (rows.length > 1) return 'several';
   const [row] = rows;
-  return row ? { idempotencyKey: row.idempotency_key, amount: Number(row.counted_amount), currency: String(row.currency).toLowerCase(), status: row.status } : undefined;
-}
-
-/**
- * Whether a confirm moves the money of `hold` rather than new money: the hold was made by another
- * call (not this one, nor an earlier attempt of it: a retry replays its own decision), Stripe
- * answered that call, and this confirm is for no more, in the same currency.
- */
-export function confirmsHold(hold: CountedHold, ledgerKey: string, action: { amount: number; currency: string }): boolean {
-  const own = hold.idempotencyKey === ledgerKey || hold.idempotencyKey.startsWith(`${ledgerKey}\u001f`);
-  return !own && hold.status === 'committed' && action.currency.toLowerCase() === hold.currency && action.amount <= hold.amount;
+  return row ? { idempotencyKey: row.idempotency_key, amount: Number(row.counted_amount), currency: String(row.currency).toLowerCase() } : undefined;
 }
 
 /** Refuses a capture for more than the hold counts: the rest would be money nobody checked. */
@@ -74,14 +60,11 @@ export interface HoldCall {
   forward: ForwardContext;
 }
 
-/** The calls on a counted payment that move (or free) the money it counts, rather than new money. */
-export type HoldCallKind = 'capture' | 'cancel' | 'confirm';
-
 /**
- * Forwards a capture, cancel or confirm of a counted payment and, once Stripe has answered it 2xx, counts
+ * Forwards a capture or cancel of a counted payment and, once Stripe has answered it 2xx, counts
  * what Stripe says moved before the agent gets the answer (its next call sees the budget freed).
  */
-export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: CountedHold, kind: HoldCallKind): Promise<void> {
+export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: CountedHold, kind: 'capture' | 'cancel'): Promise<void> {
   const { req, res, log, agentId, forward } = call;
   await new Promise<void>((resolve) => {
     forward.onAnswer = async (answer: UpstreamAnswer) => {
@@ -109,7 +92,7 @@ export async function reviseHold(deps: MirrorDeps, call: HoldCall, hold: Counted
  * What Stripe's answer says became of the hold: undefined when it changes nothing (a refusal, a
  * partial capture with more to come), 'unreadable' when a 2xx answer does not say.
  */
-function revision(answer: UpstreamAnswer, hold: CountedHold, kind: HoldCallKind) {
+function revision(answer: UpstreamAnswer, hold: CountedHold, kind: 'capture' | 'cancel') {
   if (answer.status < 200 || answer.status >= 300) return undefined;
   let object: Record<string, unknown>;
   try {

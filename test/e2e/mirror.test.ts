@@ -1077,62 +1077,6 @@ test('when an agent cancels a manual-capture PaymentIntent it authorized, then i
   assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 5000, count: 1 });
 });
 
-test('when an intent confirmed at create needs 3D Secure and the agent confirms it again after the customer authenticates, then it is counted once', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
-  const stripe = sdk(key);
-  const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', confirm: true, confirmation_method: 'manual', payment_method: 'pm_card_authenticationRequired' });
-  assert.equal(intent.status, 'requires_action');
-  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 }, 'counted when Stripe accepted the confirm');
-  fake.authenticate(intent.id); // the customer completes 3D Secure
-  const at = mark();
-  // Counted again, $30 + $30 would be over the $50 day, and this confirm refused.
-  const confirmed = await stripe.paymentIntents.confirm(intent.id);
-  assert.equal(confirmed.status, 'succeeded');
-  assert.equal(writes(at).length, 1, 'the confirm reached Stripe once');
-  assert.equal((await decisions(agentId)).length, 1, 'the second confirm is not a decision of its own');
-  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 });
-  // $20 left: exactly that fits, a cent more does not.
-  await assertRefused(stripe.paymentIntents.create({ amount: 2001, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' }), { code: 'spend_policy_blocked', reason: 'velocity_limit', ruleId: 'daily' });
-  assert.equal((await stripe.paymentIntents.create({ amount: 2000, currency: 'usd', confirm: true, payment_method: 'pm_card_visa' })).status, 'succeeded');
-});
-
-test('when a confirm gets a 500 and is retried with the same key, and retried again after it succeeded, then it is one decision, settled by the retry and counted once', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
-  const stripe = sdk(key);
-  const intent = await stripe.paymentIntents.create({ amount: 3000, currency: 'usd', payment_method: 'pm_card_visa' }); // not confirmed: not counted
-  fake.on('POST', `/v1/payment_intents/${intent.id}/confirm`, { status: 500, times: 1 });
-  await assert.rejects(stripe.paymentIntents.confirm(intent.id, {}, { idempotencyKey: 'confirm-1' }), (error: unknown) => error instanceof Stripe.errors.StripeAPIError);
-  assert.equal((await decisions(agentId))[0].status, 'unknown');
-  const confirmed = await stripe.paymentIntents.confirm(intent.id, {}, { idempotencyKey: 'confirm-1' });
-  assert.equal(confirmed.status, 'succeeded');
-  const rows = await decisions(agentId);
-  assert.deepEqual(rows.map((r: Json) => [r.status, r.reference]), [['committed', intent.id]], 'one decision, settled by the retry');
-  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 });
-  // Once more under the same key: its own committed decision is no earlier confirm's hold; replayed.
-  assert.equal((await stripe.paymentIntents.confirm(intent.id, {}, { idempotencyKey: 'confirm-1' })).id, intent.id);
-  assert.equal((await decisions(agentId)).length, 1);
-  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 3000, count: 1 });
-});
-
-test('when an intent awaiting authentication has its amount raised before the next confirm, then that confirm is checked as new money', async () => {
-  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
-  const stripe = sdk(key);
-  const intent = await stripe.paymentIntents.create({ amount: 2000, currency: 'usd', confirm: true, confirmation_method: 'manual', payment_method: 'pm_card_authenticationRequired' });
-  assert.equal(intent.status, 'requires_action');
-  fake.authenticate(intent.id); // the customer completes 3D Secure
-  await stripe.paymentIntents.update(intent.id, { amount: 4000 }); // not money-moving: forwarded
-  const at = mark();
-  // $40 is more than the $20 counted: checked in full, and $20 + $40 is over the day.
-  await assertRefused(stripe.paymentIntents.confirm(intent.id), { code: 'spend_policy_blocked', reason: 'velocity_limit', ruleId: 'daily' });
-  assert.equal(writes(at).length, 0, 'nothing reached Stripe');
-  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 2000, count: 1 });
-
-  // The same amount in another currency is other money: decided afresh, not waved through.
-  await stripe.paymentIntents.update(intent.id, { amount: 2000, currency: 'eur' });
-  await stripe.paymentIntents.confirm(intent.id).catch(() => undefined); // whatever the policy says of euros
-  assert.equal((await decisions(agentId)).length, 3, 'the create, the refused confirm, and this one');
-});
-
 test('when an agent tries to capture more than it was authorized for, then it gets StripePermissionError and nothing reaches Stripe', async () => {
   const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
   const stripe = sdk(key);

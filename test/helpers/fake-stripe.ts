@@ -75,11 +75,6 @@ export interface FakeStripe {
   put(object: { id: string; object: string; [k: string]: unknown }): void;
   /** A copy of a stored object. */
   get(id: string): Record<string, unknown> | undefined;
-  /**
-   * The customer completes 3D Secure for an intent left at requires_action: it waits at
-   * requires_confirmation (confirmation_method=manual) and its next confirm charges.
-   */
-  authenticate(intentId: string): void;
   stop(): Promise<void>;
 }
 
@@ -507,10 +502,6 @@ const PI_FIELDS = [
   'setup_future_usage', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_group',
   'on_behalf_of', 'application_fee_amount', 'transfer_data', 'shipping',
 ] as const;
-/** Stripe's test payment method that requires authentication (3D Secure) on every payment. */
-const AUTHENTICATION_REQUIRED = 'pm_card_authenticationRequired';
-/** Intents whose customer has authenticated (FakeStripe.authenticate): their next confirm charges. */
-const authenticated = new WeakSet<StripeObject>();
 const PI_CONFIRMABLE = new Set(['requires_payment_method', 'requires_confirmation', 'requires_action']);
 const PI_AMOUNT_UPDATABLE = PI_CONFIRMABLE;
 const PI_CANCELABLE = new Set([...PI_CONFIRMABLE, 'requires_capture', 'processing']);
@@ -566,13 +557,6 @@ function confirmIntent(ctx: Ctx, intent: StripeObject): void {
     );
   }
   reflect(intent, ctx.params, ['payment_method', 'receipt_email', 'setup_future_usage', 'capture_method', 'shipping']);
-  // Stripe's test card that asks for 3D Secure: confirming leaves the intent for the customer to
-  // authenticate (FakeStripe.authenticate plays the customer); the next confirm charges.
-  if (intent.payment_method === AUTHENTICATION_REQUIRED && !authenticated.has(intent)) {
-    Object.assign(intent, { status: 'requires_action', next_action: { type: 'use_stripe_sdk', use_stripe_sdk: {} } });
-    return;
-  }
-  intent.next_action = null;
   const amount = numberField(intent, 'amount');
   const manual = intent.capture_method === 'manual';
   const charge = newCharge(ctx, amount, intent.currency, !manual);
@@ -1241,13 +1225,6 @@ class FakeStripeServer implements FakeStripe {
   get(id: string): Record<string, unknown> | undefined {
     const object = this.store.get(id);
     return object === undefined ? undefined : structuredClone(object);
-  }
-
-  authenticate(intentId: string): void {
-    const intent = this.store.get(intentId);
-    if (intent?.object !== 'payment_intent' || intent.status !== 'requires_action') throw new Error(`${intentId} is not a payment intent awaiting authentication`);
-    Object.assign(intent, { status: 'requires_confirmation', next_action: null });
-    authenticated.add(intent);
   }
 
   stop(): Promise<void> {
