@@ -1077,6 +1077,21 @@ test('when an agent cancels a manual-capture PaymentIntent it authorized, then i
   assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 5000, count: 1 });
 });
 
+test('when an intent counted twice awaiting 3D Secure is raised to $10,000 and confirmed with another card, then that confirm is checked and refused: a confirm never passes unchecked', async () => {
+  const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
+  const stripe = sdk(key);
+  const intent = await stripe.paymentIntents.create({ amount: 100, currency: 'usd', confirm: true, confirmation_method: 'manual', payment_method: 'pm_card_authenticationRequired' });
+  assert.equal(intent.status, 'requires_action');
+  await stripe.paymentIntents.update(intent.id, { amount: 101 }); // not money-moving: forwarded
+  assert.equal((await stripe.paymentIntents.confirm(intent.id)).status, 'requires_action', 'checked, counted, and waiting for the customer again');
+  assert.equal((await decisions(agentId)).length, 2);
+  await stripe.paymentIntents.update(intent.id, { amount: 1_000_000 });
+  const at = mark();
+  await assertRefused(stripe.paymentIntents.confirm(intent.id, { payment_method: 'pm_card_visa' }), { code: 'spend_policy_blocked', reason: 'velocity_limit', ruleId: 'daily' });
+  assert.equal(writes(at).length, 0, 'nothing reached Stripe');
+  assert.deepEqual(await dailyUsage(agentId), { reserved: 0, spent: 201, count: 2 }, 'each confirm Stripe accepted counts (more than moved, never less)');
+});
+
 test('when an agent tries to capture more than it was authorized for, then it gets StripePermissionError and nothing reaches Stripe', async () => {
   const { key, agentId } = await agentWithPolicy(gw, FIFTY_A_DAY);
   const stripe = sdk(key);

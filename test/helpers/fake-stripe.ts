@@ -502,6 +502,8 @@ const PI_FIELDS = [
   'setup_future_usage', 'statement_descriptor', 'statement_descriptor_suffix', 'transfer_group',
   'on_behalf_of', 'application_fee_amount', 'transfer_data', 'shipping',
 ] as const;
+/** Stripe's test payment method that requires authentication (3D Secure) on every payment. */
+const AUTHENTICATION_REQUIRED = 'pm_card_authenticationRequired';
 const PI_CONFIRMABLE = new Set(['requires_payment_method', 'requires_confirmation', 'requires_action']);
 const PI_AMOUNT_UPDATABLE = PI_CONFIRMABLE;
 const PI_CANCELABLE = new Set([...PI_CONFIRMABLE, 'requires_capture', 'processing']);
@@ -557,6 +559,13 @@ function confirmIntent(ctx: Ctx, intent: StripeObject): void {
     );
   }
   reflect(intent, ctx.params, ['payment_method', 'receipt_email', 'setup_future_usage', 'capture_method', 'shipping']);
+  // Stripe's test card that asks for 3D Secure: confirming leaves the intent for the customer to
+  // authenticate, which never happens here.
+  if (intent.payment_method === AUTHENTICATION_REQUIRED) {
+    Object.assign(intent, { status: 'requires_action', next_action: { type: 'use_stripe_sdk', use_stripe_sdk: {} } });
+    return;
+  }
+  intent.next_action = null;
   const amount = numberField(intent, 'amount');
   const manual = intent.capture_method === 'manual';
   const charge = newCharge(ctx, amount, intent.currency, !manual);
