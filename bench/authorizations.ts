@@ -72,13 +72,13 @@ async function createAgents(gw: Gateway, agent: http.Agent, count: number, tag: 
   return ids;
 }
 
-/** Signed, distinct requests made before the clock starts (signing is the processor's cost, not ours). */
 /**
  * Requests prepared per second of a wrk run: above any rate this machine has reached (7,000/s was
  * passed on a fast morning, and the run refused to go on).
  */
 const WRK_CEILING_PER_SECOND = 12_000;
 
+/** Signed, distinct requests made before the clock starts (signing is the processor's cost, not ours). */
 function signedRequests(agentIds: string[], count: number): { body: string; signature: string }[] {
   return Array.from({ length: count }, (_, i) => {
     const agentId = agentIds[i % agentIds.length] as string;

@@ -103,13 +103,11 @@ export async function checkedCall(deps: MirrorDeps, call: CheckedCall): Promise<
   // capture_method=manual, or a charge with capture=false) moves that money, not new money.
   const isCapture = classification.endpoint === 'payment_intent_capture' || classification.endpoint === 'charge_capture';
   const hold = isCapture && found.objectId ? await withinDeadline(countedHold(deps, agentId, found.objectId), deadline, deadlineMs) : undefined;
-  if (hold === 'several') {
-    deps.forwarder.passthrough(req, res, { ...call.forward, rawBody: call.rawBody });
-    return;
-  }
   if (hold) {
+    const asSent = { ...call.forward, rawBody: call.rawBody };
+    if (hold === 'several') return deps.forwarder.passthrough(req, res, asSent);
     if (capturesMore(res, hold, found.action.amount)) return;
-    return reviseHold(deps, { req, res, log, agentId, forward: { ...call.forward, rawBody: call.rawBody } }, hold, 'capture');
+    return reviseHold(deps, { req, res, log, agentId, forward: asSent }, hold, 'capture');
   }
 
   let body = call.rawBody;

@@ -4,17 +4,12 @@
 // with the same Idempotency-Key, and is released when the caller gave no key; a freeze asked to
 // wait for the processor has that wait on top of the deadline; the gateway recovers by itself.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
-import type { EmbeddedDatabase } from '../../src/db/embedded.js';
 import { STRIPE_KEY, stripeCard, until } from '../helpers/cards.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
-import { agentWithPolicy, freezeCluster, stallAgent, startTestGateway } from '../helpers/gateway.js';
-import type { TestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, stallAgent, startTestGateway, ownCluster } from '../helpers/gateway.js';
+import type { OwnCluster, TestGateway } from '../helpers/gateway.js';
 
 // Room for a new agent's first check (key and policy read, then decided) in a parallel run on two
 // cores: at 400 ms those warm-ups sometimes missed the deadline themselves.
@@ -194,18 +189,15 @@ describe('a freeze that waits for the processor', () => {
 });
 
 describe('a frozen database', () => {
-  let dir: string;
-  let db: EmbeddedDatabase;
+  let db: OwnCluster;
   let gw: TestGateway;
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'spendgate-api-deadline-'));
-    db = await startEmbeddedPostgres(dir, { info: () => undefined, warn: () => undefined }, 'spendgate', await freePort());
+    db = await ownCluster('spendgate-api-deadline-');
     gw = await startTestGateway({ ...env, DATABASE_URL: db.url });
   });
   after(async () => {
     await gw?.stop().catch(() => undefined);
-    await db?.stop().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    await db?.remove();
   });
 
   test('when PostgreSQL freezes (connections open, nothing answers), then checks and admin requests answer 503 in time (never 500); both work again when it thaws', { timeout: 30_000 }, async () => {
@@ -214,7 +206,7 @@ describe('a frozen database', () => {
     const fresh = await agentWithPolicy(gw, DAILY); // a key the gateway has not read yet
     const suspect = await agentWithPolicy(gw, DAILY);
     await gw.deps.ledger.flush();
-    const thaw = freezeCluster(path.join(dir, 'postgres'));
+    const thaw = db.freeze();
     let answers;
     try {
       answers = [

@@ -9,17 +9,13 @@
 // by the gateway through the official lithic SDK; cards are registered through the admin API.
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Knex } from 'knex';
-import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
-import type { EmbeddedDatabase } from '../../src/db/embedded.js';
+import { until } from '../helpers/cards.js';
 import { startFakeLithic } from '../helpers/fake-lithic.js';
 import type { FakeLithic } from '../helpers/fake-lithic.js';
-import { agentWithPolicy, databaseUrl, freezeCluster, stallAgent, startTestGateway, testKnex, uniqueId } from '../helpers/gateway.js';
-import type { TestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, databaseUrl, stallAgent, startTestGateway, testKnex, uniqueId, ownCluster } from '../helpers/gateway.js';
+import type { OwnCluster, TestGateway } from '../helpers/gateway.js';
 import { startGatewayProcesses } from '../helpers/gateway-process.js';
 import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { lithicAsaRequest, lithicSecret, signLithic } from '../helpers/processor-events.js';
@@ -73,14 +69,6 @@ async function daily(knex: Knex, agentId: string): Promise<number> {
   return Number(row?.reserved ?? 0);
 }
 
-async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 function assertInTime(ms: number): void {
   assert.ok(ms < DEADLINE_MS + 250, `answered in ${Math.round(ms)} ms`);
 }
@@ -118,7 +106,7 @@ describe('Lithic ASA with a stalled database (the agent ledger lock held elsewhe
     });
     // The first was inside a transaction when its answer left: it commits, then is released. The
     // second had not started: it never is.
-    await eventually(async () => {
+    await until('the late reservations released', async () => {
       const late = await decline.knex('decisions').where({ agent_id: agentId }).whereNot({ amount: 100 });
       return late.length > 0 && late.every((r) => r.status === 'released');
     });
@@ -130,7 +118,7 @@ describe('Lithic ASA with a stalled database (the agent ledger lock held elsewhe
     const next = lithicAsaRequest({ cardToken, amount: 100 });
     const normal = await deliver(decline.agentUrl, next);
     assert.deepEqual(normal.answer, { result: 'APPROVED', token: next.token }, 'decided normally again');
-    await eventually(async () => (await daily(decline.knex, agentId)) === 200);
+    await until('the day at 200', async () => (await daily(decline.knex, agentId)) === 200);
   });
 
   test('when the fail mode approves small amounts, then a small one is APPROVED and stays counted, a large one declined and never counted', async () => {
@@ -154,7 +142,7 @@ describe('Lithic ASA with a stalled database (the agent ledger lock held elsewhe
     assertInTime(small.ms);
     assertInTime(large.ms);
     // The small one's late reservation stays (the money was approved); the large one holds nothing.
-    await eventually(async () => {
+    await until('the small late reservation kept', async () => {
       const held = await approveSmall.knex('decisions').where({ agent_id: agentId, status: 'reserved' }).pluck('reference');
       return (await daily(approveSmall.knex, agentId)) === 100 + 999 && held.length === 2 && held.includes(smallRequest.token);
     });
@@ -163,27 +151,21 @@ describe('Lithic ASA with a stalled database (the agent ledger lock held elsewhe
 
     const next = lithicAsaRequest({ cardToken, amount: 100 });
     assert.deepEqual((await deliver(approveSmall.agentUrl, next)).answer, { result: 'APPROVED', token: next.token });
-    await eventually(async () => (await daily(approveSmall.knex, agentId)) === 100 + 999 + 100);
+    await until('the day at 1,199', async () => (await daily(approveSmall.knex, agentId)) === 100 + 999 + 100);
   });
 });
 
 describe('Lithic ASA with PostgreSQL frozen or stopped', () => {
-  let dir: string;
-  let db: EmbeddedDatabase;
-  let port: number;
+  let db: OwnCluster;
   let gw: TestGateway;
-  const quiet = { info: () => undefined, warn: () => undefined };
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'spendgate-lithic-stop-'));
-    port = await freePort();
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    db = await ownCluster('spendgate-lithic-stop-');
     // A webhook secret only (no API key): registration does not ask Lithic, and no card worker runs.
     gw = await startTestGateway({ DATABASE_URL: db.url, LITHIC_WEBHOOK_SECRET: SECRET, AUTH_DEADLINE_MS: String(DEADLINE_MS) });
   });
   after(async () => {
     await gw?.stop().catch(() => undefined);
-    await db?.stop().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    await db?.remove();
   });
 
   test('when PostgreSQL freezes (connections open, nothing answers), then Lithic gets declines in time, and after the thaw the day holds only the approved swipes', { timeout: 60_000 }, async () => {
@@ -192,7 +174,7 @@ describe('Lithic ASA with PostgreSQL frozen or stopped', () => {
     // Two approved first, so the process knows the card, the agent and its counters.
     for (let i = 0; i < 2; i++) assert.equal((await deliver(gw.agentUrl, lithicAsaRequest({ cardToken, amount: 100 }))).answer.result, 'APPROVED');
     const frozenRequests = [0, 1, 2].map(() => lithicAsaRequest({ cardToken, amount: 100 }));
-    const thaw = freezeCluster(path.join(dir, 'postgres'));
+    const thaw = db.freeze();
     let frozen;
     try {
       // Two at once (one batch in flight when the database froze, one queued behind it), then one more.
@@ -205,8 +187,8 @@ describe('Lithic ASA with PostgreSQL frozen or stopped', () => {
       assert.deepEqual(answer, { result: SOFT_DECLINE, token: frozenRequests[i]?.token });
       assertInTime(ms);
     });
-    await eventually(async () => (await deliver(gw.agentUrl, lithicAsaRequest({ cardToken, amount: 100 }))).answer.result === 'APPROVED', 10_000);
-    await eventually(async () => (await daily(gw.knex, agentId)) === 300);
+    await until('an approval after the thaw', async () => (await deliver(gw.agentUrl, lithicAsaRequest({ cardToken, amount: 100 }))).answer.result === 'APPROVED');
+    await until('the day at 300', async () => (await daily(gw.knex, agentId)) === 300);
     await gw.deps.ledger.flush();
     const reserved = await gw.knex('decisions').where({ agent_id: agentId, status: 'reserved' }).pluck('reference');
     assert.equal(reserved.length, 3, 'three reservations: the swipes approved');
@@ -225,9 +207,9 @@ describe('Lithic ASA with PostgreSQL frozen or stopped', () => {
       assert.deepEqual(answer, { result: SOFT_DECLINE, token: request.token });
       assertInTime(ms);
     }
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
-    await eventually(async () => (await deliver(gw.agentUrl, lithicAsaRequest({ cardToken, amount: 100 }))).answer.result === 'APPROVED', 10_000);
-    await eventually(async () => (await daily(gw.knex, agentId)) === 200);
+    await db.start();
+    await until('an approval once PostgreSQL is back', async () => (await deliver(gw.agentUrl, lithicAsaRequest({ cardToken, amount: 100 }))).answer.result === 'APPROVED');
+    await until('the day at 200', async () => (await daily(gw.knex, agentId)) === 200);
     await gw.deps.ledger.flush();
     assert.equal((await gw.knex('decisions').where({ agent_id: agentId, status: 'reserved' })).length, 2, 'two reservations: the swipes approved');
   });

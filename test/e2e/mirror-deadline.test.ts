@@ -3,19 +3,14 @@
 // reaches Stripe; a decision that lands late stays counted for the agent's retry with the same
 // Idempotency-Key, which reaches Stripe once and counts once; the gateway recovers by itself.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Stripe from 'stripe';
-import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
-import type { EmbeddedDatabase } from '../../src/db/embedded.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { until } from '../helpers/cards.js';
 import { startFakeStripe } from '../helpers/fake-stripe.js';
 import type { FakeStripe } from '../helpers/fake-stripe.js';
-import { agentWithPolicy, freezeCluster, stallAgent, startTestGateway } from '../helpers/gateway.js';
-import type { TestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, stallAgent, startTestGateway, ownCluster } from '../helpers/gateway.js';
+import type { OwnCluster, TestGateway } from '../helpers/gateway.js';
 
 // Room for a new agent's first call (key and policy read, then checked) in a parallel run on two
 // cores: at 400 ms those warm-ups sometimes missed the deadline themselves.
@@ -260,24 +255,18 @@ describe('a settlement the database cannot take', () => {
 });
 
 describe('a stopped database', () => {
-  let dir: string;
-  let db: EmbeddedDatabase;
-  let port: number;
+  let db: OwnCluster;
   let fake: FakeStripe;
   let gw: TestGateway;
-  const quiet = { info: () => undefined, warn: () => undefined };
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'spendgate-mirror-stop-'));
-    port = await freePort();
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    db = await ownCluster('spendgate-mirror-stop-');
     fake = await startFakeStripe();
     gw = await startTestGateway({ DATABASE_URL: db.url, STRIPE_SECRET_KEY: 'sk_test_deadline', STRIPE_API_BASE: fake.url, MIRROR_DEADLINE_MS: String(DEADLINE_MS) });
   });
   after(async () => {
     await gw?.stop().catch(() => undefined);
-    await db?.stop().catch(() => undefined);
+    await db?.remove();
     await fake?.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   test('when PostgreSQL freezes (connections open, nothing answers), then calls with a known or a new key answer 503 in time and none is forwarded; calls pass again when it thaws', { timeout: 30_000 }, async () => {
@@ -287,7 +276,7 @@ describe('a stopped database', () => {
     const fresh = await agentWithPolicy(gw, DAILY); // a key the gateway has not read yet
     await gw.deps.ledger.flush();
     const before = posts(fake);
-    const thaw = freezeCluster(path.join(dir, 'postgres'));
+    const thaw = db.freeze();
     let failures;
     try {
       failures = [
@@ -331,7 +320,7 @@ describe('a stopped database', () => {
       assert.ok(ms < 2000, `answered in ${Math.round(ms)} ms`);
     }
     assert.equal(posts(fake), before, 'nothing reached Stripe');
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    await db.start();
     await until('a call passing once PostgreSQL is back', async () => {
       try {
         await stripe.charges.create({ amount: 100, currency: 'usd', source: 'tok_visa' });

@@ -3,14 +3,9 @@
 // lands late is reconciled (a reservation for money we declined is released, none is left behind
 // for requests that never started), and the gateway recovers by itself when the database returns.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
-import type { EmbeddedDatabase } from '../../src/db/embedded.js';
-import { agentWithPolicy, freezeCluster, stallAgent, startTestGateway } from '../helpers/gateway.js';
-import type { TestGateway } from '../helpers/gateway.js';
+import { agentWithPolicy, stallAgent, startTestGateway, ownCluster } from '../helpers/gateway.js';
+import type { OwnCluster, TestGateway } from '../helpers/gateway.js';
 import { signStripe, stripeAuthorizationRequest } from '../helpers/processor-events.js';
 
 const SECRET = 'whsec_test_deadline';
@@ -99,21 +94,15 @@ describe('a stalled database', () => {
 });
 
 describe('a stopped database', () => {
-  let dir: string;
-  let db: EmbeddedDatabase;
-  let port: number;
+  let db: OwnCluster;
   let gw: TestGateway;
-  const quiet = { info: () => undefined, warn: () => undefined };
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'spendgate-stop-'));
-    port = await freePort();
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    db = await ownCluster('spendgate-stop-');
     gw = await startTestGateway({ DATABASE_URL: db.url, STRIPE_WEBHOOK_SECRET: SECRET, AUTH_DEADLINE_MS: String(DEADLINE_MS) });
   });
   after(async () => {
     await gw?.stop().catch(() => undefined);
-    await db?.stop().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    await db?.remove();
   });
 
   test('when PostgreSQL freezes (connections open, nothing answers), then answers arrive in time by fail mode, and after the thaw the swipes declined meanwhile leave nothing reserved', { timeout: 30_000 }, async () => {
@@ -121,7 +110,7 @@ describe('a stopped database', () => {
     // Two approved first, so the process knows the agent's counters: a frozen swipe's reservation
     // goes out whole (lock, write, commit) before any answer, and lands once the database thaws.
     for (let i = 0; i < 2; i++) assert.equal((await ask(gw, agentId, 100)).answer.approved, true);
-    const thaw = freezeCluster(path.join(dir, 'postgres'));
+    const thaw = db.freeze();
     let frozen;
     try {
       // Two at once (one batch in flight when the database froze, one queued behind it), then one more.
@@ -158,7 +147,7 @@ describe('a stopped database', () => {
       assert.match(answer.metadata.spend_reason ?? '', /^fail_mode_/);
       assert.ok(ms < DEADLINE_MS + 250, `answered in ${Math.round(ms)} ms`);
     }
-    db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    await db.start();
     await eventually(async () => (await ask(gw, agentId, 100)).answer.approved === true, 10_000);
     const counter = await gw.knex('usage_counters').where({ agent_id: agentId, window: 'daily' }).first();
     assert.equal(Number(counter.reserved), 200);

@@ -2,10 +2,14 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/database.js';
+import { freePort, startEmbeddedPostgres } from '../../src/db/embedded.js';
+import type { EmbeddedDatabase } from '../../src/db/embedded.js';
 import { startGateway } from '../../src/gateway.js';
 import type { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/http/logging.js';
@@ -105,5 +109,42 @@ export function freezeCluster(clusterDir: string): () => void {
   for (const pid of pids) process.kill(pid, 'SIGSTOP');
   return () => {
     for (const pid of pids) process.kill(pid, 'SIGCONT');
+  };
+}
+
+/**
+ * A PostgreSQL cluster of a test's own, in a temporary directory: it may be frozen, stopped and
+ * started again (on the same port, so `url` stays right) without touching the run's database.
+ */
+export interface OwnCluster {
+  readonly url: string;
+  /** SIGSTOP every process of the cluster (freezeCluster); the function returned thaws it. */
+  freeze(): () => void;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stop it if it runs, and delete its directory. */
+  remove(): Promise<void>;
+}
+
+export async function ownCluster(prefix: string): Promise<OwnCluster> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  const port = await freePort();
+  const quiet = { info: () => undefined, warn: () => undefined };
+  let db: EmbeddedDatabase | undefined = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+  const { url } = db;
+  return {
+    url,
+    freeze: () => freezeCluster(path.join(dir, 'postgres')),
+    async stop() {
+      await db?.stop();
+      db = undefined;
+    },
+    async start() {
+      db = await startEmbeddedPostgres(dir, quiet, 'spendgate', port);
+    },
+    async remove() {
+      await db?.stop().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
